@@ -1,0 +1,77 @@
+//! What the index knows about one path of an image's rootfs: everything a filesystem needs,
+//! answered from SQLite without reading any pack.
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of a filesystem entry, as stored in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// A hard link to another path of the same image (`link` holds the target path).
+    HardLink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+}
+
+impl EntryKind {
+    /// Stable code used in the SQLite index.
+    pub fn code(self) -> &'static str {
+        match self {
+            EntryKind::File => "f",
+            EntryKind::Dir => "d",
+            EntryKind::Symlink => "l",
+            EntryKind::HardLink => "h",
+            EntryKind::CharDevice => "c",
+            EntryKind::BlockDevice => "b",
+            EntryKind::Fifo => "p",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "f" => EntryKind::File,
+            "d" => EntryKind::Dir,
+            "l" => EntryKind::Symlink,
+            "h" => EntryKind::HardLink,
+            "c" => EntryKind::CharDevice,
+            "b" => EntryKind::BlockDevice,
+            "p" => EntryKind::Fifo,
+            _ => return None,
+        })
+    }
+}
+
+/// A file's content identity: BLAKE3 of its bytes.
+pub type FileId = [u8; 32];
+
+/// One path of an image's rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the rootfs, without leading `/` and without `rootfs/`; "" is the rootfs
+    /// directory itself. Always normalised: no `.`, `..` or empty components.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits including setuid/setgid/sticky (no file type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Logical size in bytes (regular files; 0 otherwise).
+    pub size: u64,
+    /// Modification time, seconds since the epoch, and nanoseconds.
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    /// Symlink target (verbatim) or hard-link target (a rootfs-relative path like `path`).
+    pub link: Option<String>,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    /// Extended attributes, in archive order.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// Content identity of a regular file (None for every other kind).
+    pub file_id: Option<FileId>,
+    /// For sparse files: (offset, length) of each data segment; the content bytes are the
+    /// concatenation of the segments, holes read as zeros. None for dense files.
+    pub sparse: Option<Vec<(u64, u64)>>,
+}

@@ -1,0 +1,1 @@
+//! Rendering an image (and its dependencies) into a directory tree.

@@ -1,0 +1,1 @@
+//! appc schema types and validation (image and pod manifests).
