@@ -72,11 +72,11 @@ struct ImportSink<'a> {
     current: Option<Current>,
     pending_entry: Option<Entry>,
     manifest: Option<Vec<u8>>,
+    /// The store error behind a `TarError::Sink`, kept whole so that e.g. a full disk is
+    /// reported as such.
+    failure: Option<StoreError>,
 }
 
-fn sink_err(e: StoreError) -> TarError {
-    TarError::Sink(e.to_string())
-}
 
 impl ImportSink<'_> {
     fn store_chunk(&mut self, bytes: &[u8]) -> Result<[u8; 32]> {
@@ -152,6 +152,12 @@ impl ImportSink<'_> {
             TarKind::CharDevice => EntryKind::CharDevice,
             TarKind::BlockDevice => EntryKind::BlockDevice,
             TarKind::Fifo => EntryKind::Fifo,
+            TarKind::Other(flag) => {
+                return Err(StoreError::InvalidImage(format!(
+                    "entry rootfs/{path} has tar type {:?}, which an image cannot hold",
+                    char::from(flag)
+                )))
+            }
         };
         let id32 = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| {
@@ -254,19 +260,32 @@ impl ImportSink<'_> {
     }
 }
 
+impl ImportSink<'_> {
+    fn keep(&mut self, r: Result<()>) -> std::result::Result<(), TarError> {
+        r.map_err(|e| {
+            let err = TarError::sink(&e);
+            self.failure = Some(e);
+            err
+        })
+    }
+}
+
 impl TarSink for ImportSink<'_> {
     fn skeleton(&mut self, bytes: &[u8]) -> std::result::Result<(), TarError> {
         self.recipe.skeleton(bytes);
         Ok(())
     }
     fn entry(&mut self, entry: &TarEntry) -> std::result::Result<(), TarError> {
-        self.begin(entry).map_err(sink_err)
+        let r = self.begin(entry);
+        self.keep(r)
     }
     fn content(&mut self, bytes: &[u8]) -> std::result::Result<(), TarError> {
-        ImportSink::content(self, bytes).map_err(sink_err)
+        let r = ImportSink::content(self, bytes);
+        self.keep(r)
     }
     fn end_entry(&mut self) -> std::result::Result<(), TarError> {
-        self.end().map_err(sink_err)
+        let r = self.end();
+        self.keep(r)
     }
 }
 
@@ -366,8 +385,15 @@ impl Store {
             current: None,
             pending_entry: None,
             manifest: None,
+            failure: None,
         };
-        tarstream::parse(&mut reader, &mut sink).map_err(|e| unwrap_sink_error(e, source))?;
+        if let Err(e) = tarstream::parse(&mut reader, &mut sink) {
+            return Err(match sink.failure.take() {
+                Some(StoreError::InvalidImage(msg)) => StoreError::InvalidImage(format!("{source}: {msg}")),
+                Some(failure) => failure,
+                None => tar_error(e, source, kind),
+            });
+        }
         drain_trailing(&mut reader, &mut sink.recipe, source, kind)?;
         let manifest_bytes = sink
             .manifest
@@ -434,10 +460,13 @@ fn drain_trailing(
     }
 }
 
-/// The sink's own errors travel through the tar parser as text; turn them back into clear messages.
-fn unwrap_sink_error(e: TarError, source: &str) -> StoreError {
+/// Say what is wrong with an archive the parser refused.
+fn tar_error(e: TarError, source: &str, kind: crate::decompress::Compression) -> StoreError {
     match e {
-        TarError::Sink(msg) => StoreError::InvalidImage(format!("{source}: {msg}")),
+        TarError::Io { offset, source: io } => StoreError::InvalidImage(format!(
+            "{source}: the {} stream is corrupt or truncated (after {offset} bytes of tar): {io}",
+            kind.name()
+        )),
         other => StoreError::InvalidImage(format!("{source}: {other}")),
     }
 }

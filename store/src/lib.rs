@@ -18,6 +18,7 @@ mod import;
 mod lock;
 mod pack;
 mod recipe;
+mod tree;
 pub mod render;
 pub mod schema;
 pub mod tarstream;
