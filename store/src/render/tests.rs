@@ -1101,3 +1101,31 @@ fn render_content_errors() {
     let r = render(&[], &tmp.path().join("e"), &opts, &src);
     assert!(matches!(r, Err(RenderError::Usage(_))), "{r:?}");
 }
+
+/// Claims to have written more than it did.
+struct LyingSource;
+
+impl ContentSource for LyingSource {
+    fn write_content(&self, _: &FileId, out: &mut dyn std::io::Write) -> Result<u64, RenderError> {
+        out.write_all(b"ab")
+            .map_err(|e| RenderError::source_msg(e.to_string()))?;
+        Ok(3)
+    }
+}
+
+#[test]
+fn render_counts_bytes_itself() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let img = [Entry {
+        file_id: Some([1; 32]),
+        size: 3,
+        ..ent("f", EntryKind::File)
+    }];
+    let r = render(
+        &[layer("img", &img, &[])],
+        &tmp.path().join("out"),
+        &RenderOptions::default(),
+        &LyingSource,
+    );
+    assert!(matches!(r, Err(RenderError::Invalid { .. })), "{r:?}");
+}
