@@ -423,7 +423,11 @@ impl Writer<'_, '_> {
     }
 
     fn hard_link(&mut self, li: usize, e: &Entry) -> Result<(), RenderError> {
-        let target = e.link.as_deref().unwrap_or_default();
+        let target = e.link.as_deref().ok_or_else(|| RenderError::Invalid {
+            image: self.layers[li].image_id.clone(),
+            path: e.path.clone(),
+            reason: "hard link without a target".into(),
+        })?;
         let (tdir, tname) = split_parent(target);
         let tfd = self.open_dir(li, tdir)?;
         let st = fstatat(
