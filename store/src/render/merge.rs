@@ -101,7 +101,7 @@ pub fn merge_with_levels(
 /// acirenderer's `getUpperPWLM`: walk back from `pos`, remembering each image with a whitelist
 /// whose level is lower than the level of the image visited just before it; the last one found
 /// (closest to the top of the list) wins.
-fn upper_whitelist(
+pub(super) fn upper_whitelist(
     levels: &[u16],
     whitelists: &[Option<HashSet<String>>],
     pos: usize,

@@ -315,11 +315,15 @@ impl Writer<'_, '_> {
             (None, _) if expected == 0 => 0,
             (None, _) => return Err(invalid("regular file without content".into())),
             (Some(id), None) => {
-                let mut out = BufWriter::with_capacity(256 * 1024, &file);
-                let n = src.write_content(id, &mut out)?;
-                out.flush()
+                let mut out = Counting {
+                    inner: BufWriter::with_capacity(256 * 1024, &file),
+                    n: 0,
+                };
+                src.write_content(id, &mut out)?;
+                out.inner
+                    .flush()
                     .map_err(|err| RenderError::io(self.abs(&e.path), err))?;
-                n
+                out.n
             }
             (Some(id), Some(segs)) => {
                 for &(off, len) in segs {
@@ -330,16 +334,19 @@ impl Writer<'_, '_> {
                         )));
                     }
                 }
-                let mut out = SparseWriter {
-                    file: &file,
-                    segs,
-                    seg: 0,
-                    done: 0,
+                let mut out = Counting {
+                    inner: SparseWriter {
+                        file: &file,
+                        segs,
+                        seg: 0,
+                        done: 0,
+                    },
+                    n: 0,
                 };
-                let n = src.write_content(id, &mut out)?;
+                src.write_content(id, &mut out)?;
                 file.set_len(e.size)
                     .map_err(|err| RenderError::io(self.abs(&e.path), err))?;
-                n
+                out.n
             }
         };
         if written != expected {
@@ -416,7 +423,11 @@ impl Writer<'_, '_> {
     }
 
     fn hard_link(&mut self, li: usize, e: &Entry) -> Result<(), RenderError> {
-        let target = e.link.as_deref().unwrap_or_default();
+        let target = e.link.as_deref().ok_or_else(|| RenderError::Invalid {
+            image: self.layers[li].image_id.clone(),
+            path: e.path.clone(),
+            reason: "hard link without a target".into(),
+        })?;
         let (tdir, tname) = split_parent(target);
         let tfd = self.open_dir(li, tdir)?;
         let st = fstatat(
@@ -573,5 +584,23 @@ impl Write for SparseWriter<'_, '_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Counts the bytes actually accepted, rather than trusting the content source's own count.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
