@@ -116,7 +116,7 @@ impl<'a> Reader<'a> {
 impl ContentSource for Reader<'_> {
     fn write_content(&self, file_id: &FileId, out: &mut dyn Write) -> std::result::Result<u64, RenderError> {
         self.write_file(file_id, None, out)
-            .map_err(|e| RenderError::Content(e.to_string()))
+            .map_err(|e| RenderError::Source(e.to_string()))
     }
 }
 

@@ -330,7 +330,7 @@ impl Store {
         result.map(|(o, _)| o)
     }
 
-    fn new_pack_path(&self) -> PathBuf {
+    pub(crate) fn new_pack_path(&self) -> PathBuf {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         let name = format!("{now:x}-{}-{:08x}.pack", std::process::id(), rand::random::<u32>());
         self.packs_dir().join(name)
@@ -543,7 +543,7 @@ fn commit_image(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()>
     let mut label = tx
         .prepare_cached("INSERT OR REPLACE INTO image_labels(image_id, name, value) VALUES (?1, ?2, ?3)")
         .map_err(&e)?;
-    for l in p.manifest.labels.iter() {
+    for l in p.manifest.labels.as_slice().iter() {
         label.execute(params![p.id, l.name.as_str(), l.value]).map_err(&e)?;
     }
     let mut ins = tx

@@ -55,7 +55,7 @@ impl Store {
             return self.resolve(dep_id.as_str()).map(|i| i.id).map_err(|_| missing());
         }
         let labels: Vec<(String, String)> =
-            dep.labels.iter().map(|l| (l.name.as_str().to_string(), l.value.clone())).collect();
+            dep.labels.as_slice().iter().map(|l| (l.name.as_str().to_string(), l.value.clone())).collect();
         Ok(self.find_by_name(dep.image_name.as_str(), &labels)?.ok_or_else(missing)?.id)
     }
 
@@ -73,8 +73,9 @@ impl Store {
                 path_whitelist: r.manifest.path_whitelist.clone(),
             })
             .collect();
+        let levels: Vec<u16> = images.iter().map(|r| r.level as u16).collect();
         let opts = RenderOptions { rootfs_only, apply_whitelist: true, manifest: Some(self.manifest_bytes(id)?) };
-        let stats = render::render(&layers, dest, &opts, &Reader::new(self))?;
+        let stats = render::render_with_levels(&layers, Some(&levels), dest, &opts, &Reader::new(self))?;
         for r in &images {
             self.touch(&r.id)?;
         }
