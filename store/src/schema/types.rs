@@ -298,6 +298,10 @@ string_newtype!(ImageId);
 /// Checks an RFC 3339 date as Go's `time.Parse(time.RFC3339, ...)` does.
 pub(crate) fn check_date(s: &str) -> Result<(), String> {
     use time::format_description::well_known::Rfc3339;
+    // Go's layout wants an upper-case `T` and `Z`; the time crate also takes ` ` and `z`.
+    if s.as_bytes().get(10) != Some(&b'T') || s.ends_with('z') {
+        return Err("must be an RFC3339 date (YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm))".into());
+    }
     time::OffsetDateTime::parse(s, &Rfc3339)
         .map(|_| ())
         .map_err(|e| format!("must be an RFC3339 date ({e})"))
