@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::insecure::InsecureOptions;
 
 #[derive(Parser, Debug)]
-#[command(name = "rkt", version, about = "rkt, the pod-native container engine", disable_help_subcommand = true)]
+#[command(
+    name = "rkt",
+    version,
+    about = "rkt, the pod-native container engine",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -19,7 +24,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
     /// rkt data directory
-    #[arg(long, global = true, default_value = "/var/lib/rkt", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/rkt",
+        value_name = "DIR"
+    )]
     pub dir: PathBuf,
     /// system configuration directory
     #[arg(long = "system-config", global = true, default_value = "/usr/lib/rkt")]
@@ -28,8 +38,8 @@ pub struct GlobalArgs {
     #[arg(long = "local-config", global = true, default_value = "/etc/rkt")]
     pub local_config: PathBuf,
     /// user configuration directory
-    #[arg(long = "user-config", global = true, default_value = "")]
-    pub user_config: PathBuf,
+    #[arg(long = "user-config", global = true)]
+    pub user_config: Option<PathBuf>,
     /// comma-separated list of security features to disable:
     /// none, image, tls, ondisk, http, pubkey, capabilities, paths, seccomp, all-fetch, all-run, all
     #[arg(long = "insecure-options", global = true, default_value = "none")]
@@ -158,5 +168,7 @@ pub struct TreeArgs {
     #[arg(long)]
     pub overwrite: bool,
     pub image: String,
-    pub dir: PathBuf,
+    /// the directory to write
+    #[arg(value_name = "DIR")]
+    pub dest: PathBuf,
 }

@@ -13,7 +13,8 @@ pub struct InsecureOptions {
     pub seccomp: bool,
 }
 
-const VALUES: &str = "none, image, tls, ondisk, http, pubkey, capabilities, paths, seccomp, all-fetch, all-run, all";
+const VALUES: &str =
+    "none, image, tls, ondisk, http, pubkey, capabilities, paths, seccomp, all-fetch, all-run, all";
 
 impl FromStr for InsecureOptions {
     type Err = String;
@@ -37,7 +38,11 @@ impl FromStr for InsecureOptions {
                     o.set_fetch();
                     o.set_run();
                 }
-                other => return Err(format!("unknown insecure option {other:?}; valid options are: {VALUES}")),
+                other => {
+                    return Err(format!(
+                        "unknown insecure option {other:?}; valid options are: {VALUES}"
+                    ))
+                }
             }
         }
         Ok(o)
@@ -71,7 +76,13 @@ mod tests {
         assert!(all.image && all.tls && all.seccomp && all.paths);
         let fetch: InsecureOptions = "all-fetch".parse().unwrap();
         assert!(fetch.image && fetch.pubkey && !fetch.capabilities);
-        assert_eq!("none".parse::<InsecureOptions>().unwrap(), InsecureOptions::default());
-        assert!("images".parse::<InsecureOptions>().unwrap_err().contains("valid options"));
+        assert_eq!(
+            "none".parse::<InsecureOptions>().unwrap(),
+            InsecureOptions::default()
+        );
+        assert!("images"
+            .parse::<InsecureOptions>()
+            .unwrap_err()
+            .contains("valid options"));
     }
 }

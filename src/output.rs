@@ -11,7 +11,13 @@ pub fn table(header: Option<&[&str]>, rows: &[Vec<String>]) -> String {
     all.extend(rows.iter().cloned());
     let cols = all.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| all.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            all.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &all {
@@ -46,7 +52,8 @@ pub fn size(bytes: u64) -> String {
 }
 
 pub fn datetime(nanos: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// RFC 3339 timestamp.
@@ -78,7 +85,13 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let t = table(Some(&["ID", "NAME"]), &[vec!["a".into(), "x".into()], vec!["long".into(), "y".into()]]);
+        let t = table(
+            Some(&["ID", "NAME"]),
+            &[
+                vec!["a".into(), "x".into()],
+                vec!["long".into(), "y".into()],
+            ],
+        );
         assert_eq!(t, "ID    NAME\na     x\nlong  y\n");
     }
 

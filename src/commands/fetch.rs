@@ -59,7 +59,12 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn fetch_one(global: &GlobalArgs, args: &FetchArgs, store: &mut Store, image: &str) -> Result<String> {
+fn fetch_one(
+    global: &GlobalArgs,
+    args: &FetchArgs,
+    store: &mut Store,
+    image: &str,
+) -> Result<String> {
     match classify(image) {
         Source::Id(_) => Ok(store.resolve(image)?.id),
         Source::File(path) => fetch_file(global, args, store, &path),
@@ -77,9 +82,17 @@ fn fetch_one(global: &GlobalArgs, args: &FetchArgs, store: &mut Store, image: &s
     }
 }
 
-fn fetch_file(global: &GlobalArgs, args: &FetchArgs, store: &mut Store, path: &Path) -> Result<String> {
+fn fetch_file(
+    global: &GlobalArgs,
+    args: &FetchArgs,
+    store: &mut Store,
+    path: &Path,
+) -> Result<String> {
     if args.pull_policy == PullPolicy::Never {
-        bail!("{}: --pull-policy=never only uses images already in the store", path.display());
+        bail!(
+            "{}: --pull-policy=never only uses images already in the store",
+            path.display()
+        );
     }
     if !global.skip_image_verification() {
         bail!(
@@ -89,7 +102,8 @@ fn fetch_file(global: &GlobalArgs, args: &FetchArgs, store: &mut Store, path: &P
             path.display()
         );
     }
-    let file = File::open(path).with_context(|| format!("cannot open image file {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("cannot open image file {}", path.display()))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         bail!("{} is a directory, not an ACI file", path.display());
     }
@@ -110,9 +124,21 @@ mod tests {
         assert_eq!(classify("/x/y.aci"), Source::File("/x/y.aci".into()));
         assert_eq!(classify("file:///x.aci"), Source::File("/x.aci".into()));
         assert_eq!(classify("./nope.aci"), Source::File("./nope.aci".into()));
-        assert_eq!(classify("example.com/nginx:1.0"), Source::Name("example.com/nginx:1.0".into()));
-        assert_eq!(classify("example.com/nginx"), Source::Name("example.com/nginx".into()));
-        assert_eq!(classify("docker://busybox"), Source::Docker("docker://busybox".into()));
-        assert_eq!(classify("https://e.com/x.aci"), Source::Url("https://e.com/x.aci".into()));
+        assert_eq!(
+            classify("example.com/nginx:1.0"),
+            Source::Name("example.com/nginx:1.0".into())
+        );
+        assert_eq!(
+            classify("example.com/nginx"),
+            Source::Name("example.com/nginx".into())
+        );
+        assert_eq!(
+            classify("docker://busybox"),
+            Source::Docker("docker://busybox".into())
+        );
+        assert_eq!(
+            classify("https://e.com/x.aci"),
+            Source::Url("https://e.com/x.aci".into())
+        );
     }
 }

@@ -14,9 +14,16 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> Result<u8> {
     let mut store = open_store(global)?;
     match cmd {
         ImageCommand::List(args) => list(&store, &args),
-        ImageCommand::CatManifest { pretty_print, image } => cat_manifest(&store, &image, pretty_print),
+        ImageCommand::CatManifest {
+            pretty_print,
+            image,
+        } => cat_manifest(&store, &image, pretty_print),
         ImageCommand::Rm { images } => rm(&mut store, &images),
-        ImageCommand::Export { overwrite, image, output } => export(&mut store, &image, &output, overwrite),
+        ImageCommand::Export {
+            overwrite,
+            image,
+            output,
+        } => export(&mut store, &image, &output, overwrite),
         ImageCommand::Extract(args) => tree(&mut store, &args, false),
         ImageCommand::Render(args) => tree(&mut store, &args, true),
         ImageCommand::Verify { images } => verify(&store, &images),
@@ -59,16 +66,31 @@ fn list(store: &Store, args: &ImageListArgs) -> Result<u8> {
         .iter()
         .map(|i| {
             let (id, imported, used) = if args.full {
-                (i.id.clone(), output::rfc3339(i.import_time), output::rfc3339(i.last_used))
+                (
+                    i.id.clone(),
+                    output::rfc3339(i.import_time),
+                    output::rfc3339(i.last_used),
+                )
             } else {
-                (i.id[..i.id.len().min(19)].to_string(), output::ago(i.import_time), output::ago(i.last_used))
+                (
+                    i.id[..i.id.len().min(19)].to_string(),
+                    output::ago(i.import_time),
+                    output::ago(i.last_used),
+                )
             };
-            let size = if args.full { i.size.to_string() } else { output::size(i.size) };
+            let size = if args.full {
+                i.size.to_string()
+            } else {
+                output::size(i.size)
+            };
             vec![id, display_name(i), size, imported, used]
         })
         .collect();
     let header: &[&str] = &["ID", "NAME", "SIZE", "IMPORT TIME", "LAST USED"];
-    print!("{}", output::table((!args.no_legend).then_some(header), &rows));
+    print!(
+        "{}",
+        output::table((!args.no_legend).then_some(header), &rows)
+    );
     Ok(0)
 }
 
@@ -76,8 +98,8 @@ fn cat_manifest(store: &Store, image: &str, pretty: bool) -> Result<u8> {
     let info = store.resolve(image)?;
     let bytes = store.manifest_bytes(&info.id)?;
     if pretty {
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).with_context(|| format!("manifest of {} is not JSON", info.id))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("manifest of {} is not JSON", info.id))?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         std::io::stdout().write_all(&bytes)?;
@@ -90,7 +112,9 @@ fn rm(store: &mut Store, images: &[String]) -> Result<u8> {
     let mut removed = 0;
     let mut failed = 0;
     for image in images {
-        let result = store.resolve(image).and_then(|info| store.remove_image(&info.id).map(|_| info.id));
+        let result = store
+            .resolve(image)
+            .and_then(|info| store.remove_image(&info.id).map(|_| info.id));
         match result {
             Ok(id) => {
                 eprintln!("rkt: successfully removed aci for image ID: {id:?}");
@@ -120,12 +144,16 @@ fn staging_path(target: &Path) -> Result<PathBuf> {
 
 fn export(store: &mut Store, image: &str, out: &Path, overwrite: bool) -> Result<u8> {
     if out.exists() && !overwrite {
-        bail!("{} already exists; use --overwrite to replace it", out.display());
+        bail!(
+            "{} already exists; use --overwrite to replace it",
+            out.display()
+        );
     }
     let info = store.resolve(image)?;
     let staged = staging_path(out)?;
     let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&staged).with_context(|| format!("cannot create {}", staged.display()))?;
+        let file = std::fs::File::create(&staged)
+            .with_context(|| format!("cannot create {}", staged.display()))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         store.export(&info.id, &mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -140,9 +168,12 @@ fn export(store: &mut Store, image: &str, out: &Path, overwrite: bool) -> Result
 }
 
 fn tree(store: &mut Store, args: &TreeArgs, render: bool) -> Result<u8> {
-    let dest = &args.dir;
+    let dest = &args.dest;
     if dest.exists() && !args.overwrite {
-        bail!("{} already exists; use --overwrite to replace it", dest.display());
+        bail!(
+            "{} already exists; use --overwrite to replace it",
+            dest.display()
+        );
     }
     let info = store.resolve(&args.image)?;
     let staged = staging_path(dest)?;
@@ -157,9 +188,11 @@ fn tree(store: &mut Store, args: &TreeArgs, render: bool) -> Result<u8> {
         return Err(e).with_context(|| format!("cannot write {} to {}", info.id, dest.display()));
     }
     if dest.exists() {
-        std::fs::remove_dir_all(dest).with_context(|| format!("cannot remove {}", dest.display()))?;
+        std::fs::remove_dir_all(dest)
+            .with_context(|| format!("cannot remove {}", dest.display()))?;
     }
-    std::fs::rename(&staged, dest).with_context(|| format!("cannot move the tree to {}", dest.display()))?;
+    std::fs::rename(&staged, dest)
+        .with_context(|| format!("cannot move the tree to {}", dest.display()))?;
     Ok(0)
 }
 
@@ -176,13 +209,21 @@ fn verify(store: &Store, images: &[String]) -> Result<u8> {
         };
         let report = store.verify(&info.id)?;
         if report.problems.is_empty() {
-            println!("{}: ok ({} files, {})", info.id, report.files, output::size(report.bytes));
+            println!(
+                "{}: ok ({} files, {})",
+                info.id,
+                report.files,
+                output::size(report.bytes)
+            );
         } else {
             bad += 1;
             for p in &report.problems {
                 eprintln!("rkt: {}: {}: {}", info.id, p.path, p.detail);
             }
-            eprintln!("rkt: image {} is corrupt; remove it with `rkt image rm` and fetch it again", info.id);
+            eprintln!(
+                "rkt: image {} is corrupt; remove it with `rkt image rm` and fetch it again",
+                info.id
+            );
         }
     }
     Ok(if bad > 0 { 254 } else { 0 })

@@ -22,7 +22,8 @@ pub fn run(cli: Cli) -> Result<u8> {
 
 /// Open the store named by `--dir`.
 pub fn open_store(global: &GlobalArgs) -> Result<Store> {
-    Store::open(&global.dir).with_context(|| format!("cannot open the image store in {}", global.dir.display()))
+    Store::open(&global.dir)
+        .with_context(|| format!("cannot open the image store in {}", global.dir.display()))
 }
 
 /// `sha512-` + 32 hex digits, as rkt prints image IDs unless asked for the full hash.

@@ -95,7 +95,10 @@ pub fn check_tree(entries: &[Entry]) -> Result<()> {
         }
         if e.kind == EntryKind::HardLink {
             let target = e.link.as_deref().unwrap_or_default();
-            if !matches!(kinds.get(target), Some(EntryKind::File) | Some(EntryKind::HardLink)) {
+            if !matches!(
+                kinds.get(target),
+                Some(EntryKind::File) | Some(EntryKind::HardLink)
+            ) {
                 return Err(invalid(format!(
                     "hard link rootfs/{} points to rootfs/{target}, which is not a regular file earlier in the archive",
                     e.path
@@ -115,9 +118,23 @@ mod tests {
         assert_eq!(place(b"manifest").unwrap(), Place::Manifest);
         assert_eq!(place(b"./manifest").unwrap(), Place::Manifest);
         assert_eq!(place(b"rootfs/").unwrap(), Place::Rootfs(String::new()));
-        assert_eq!(place(b"./rootfs/a//b/./c").unwrap(), Place::Rootfs("a/b/c".into()));
-        for bad in [&b"../x"[..], b"/abs", b"rootfs/../../x", b"etc/passwd", b"rootfsX/a", b"rootfs/a/../b"] {
-            assert!(place(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+        assert_eq!(
+            place(b"./rootfs/a//b/./c").unwrap(),
+            Place::Rootfs("a/b/c".into())
+        );
+        for bad in [
+            &b"../x"[..],
+            b"/abs",
+            b"rootfs/../../x",
+            b"etc/passwd",
+            b"rootfsX/a",
+            b"rootfs/a/../b",
+        ] {
+            assert!(
+                place(bad).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

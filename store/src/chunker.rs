@@ -25,7 +25,11 @@ impl Chunker {
     }
 
     /// Add bytes; `emit` is called for every chunk whose end is certain.
-    pub fn push<E>(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    pub fn push<E>(
+        &mut self,
+        mut bytes: &[u8],
+        emit: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         while !bytes.is_empty() {
             let room = (CUT_BATCH + MAX_CHUNK as usize).saturating_sub(self.buf.len());
             let take = room.min(bytes.len());
@@ -45,7 +49,11 @@ impl Chunker {
 
     /// Cut chunks from the buffer. Unless `last`, keep at least one maximal chunk's worth of
     /// bytes, since a cut point near the end could move once more bytes arrive.
-    fn cut<E>(&mut self, last: bool, emit: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    fn cut<E>(
+        &mut self,
+        last: bool,
+        emit: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let len = self.buf.len();
         let keep = if last { 0 } else { MAX_CHUNK as usize };
         let mut start = 0;
@@ -113,7 +121,11 @@ mod tests {
         let a = chunks_of(&data, 65536);
         let b = chunks_of(&edited, 65536);
         let common = a.iter().filter(|c| b.contains(c)).count();
-        assert!(common + 3 >= a.len(), "only {common} of {} chunks shared", a.len());
+        assert!(
+            common + 3 >= a.len(),
+            "only {common} of {} chunks shared",
+            a.len()
+        );
     }
 
     #[test]

@@ -32,7 +32,10 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(store: &'a Store) -> Self {
-        Reader { conn: &store.conn, packs: &store.packs }
+        Reader {
+            conn: &store.conn,
+            packs: &store.packs,
+        }
     }
 
     fn chunks(&self, file: &FileId) -> Result<Vec<ChunkLoc>> {
@@ -62,7 +65,14 @@ impl<'a> Reader<'a> {
                 row.map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
             let id = <[u8; 32]>::try_from(id.as_slice())
                 .map_err(|_| StoreError::Corrupt("chunk id is not 32 bytes".into()))?;
-            out.push(ChunkLoc { id, pack, offset: offset as u64, clen: clen as usize, len: len as usize, zstd });
+            out.push(ChunkLoc {
+                id,
+                pack,
+                offset: offset as u64,
+                clen: clen as usize,
+                len: len as usize,
+                zstd,
+            });
         }
         Ok(out)
     }
@@ -72,7 +82,11 @@ impl<'a> Reader<'a> {
         let raw = self.packs.read(&c.pack, c.offset, c.clen)?;
         let data = if c.zstd {
             zstd::bulk::decompress(&raw, c.len).map_err(|e| {
-                StoreError::Corrupt(format!("chunk {} in pack {} does not decompress: {e}", hex::encode(c.id), c.pack))
+                StoreError::Corrupt(format!(
+                    "chunk {} in pack {} does not decompress: {e}",
+                    hex::encode(c.id),
+                    c.pack
+                ))
             })?
         } else {
             raw
@@ -89,13 +103,25 @@ impl<'a> Reader<'a> {
     }
 
     /// Write a file's whole content, checking every chunk and the file's own hash.
-    pub(crate) fn write_file(&self, file: &FileId, expect_len: Option<u64>, out: &mut dyn Write) -> Result<u64> {
+    pub(crate) fn write_file(
+        &self,
+        file: &FileId,
+        expect_len: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
         let chunks = self.chunks(file)?;
         if chunks.is_empty() && file != blake3::hash(b"").as_bytes() {
-            let known = crate::db::exists(self.conn, "SELECT 1 FROM files WHERE id = ?1", file.as_slice())
-                .map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
+            let known = crate::db::exists(
+                self.conn,
+                "SELECT 1 FROM files WHERE id = ?1",
+                file.as_slice(),
+            )
+            .map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
             if !known {
-                return Err(StoreError::Corrupt(format!("content {} is missing from the index", hex::encode(file))));
+                return Err(StoreError::Corrupt(format!(
+                    "content {} is missing from the index",
+                    hex::encode(file)
+                )));
             }
         }
         let mut hasher = blake3::Hasher::new();
@@ -104,17 +130,25 @@ impl<'a> Reader<'a> {
             let data = self.chunk(c)?;
             hasher.update(&data);
             n += data.len() as u64;
-            out.write_all(&data).ctx(|| "writing file content".to_string())?;
+            out.write_all(&data)
+                .ctx(|| "writing file content".to_string())?;
         }
         if hasher.finalize().as_bytes() != file || expect_len.is_some_and(|l| l != n) {
-            return Err(StoreError::Corrupt(format!("content {} does not match its hash", hex::encode(file))));
+            return Err(StoreError::Corrupt(format!(
+                "content {} does not match its hash",
+                hex::encode(file)
+            )));
         }
         Ok(n)
     }
 }
 
 impl ContentSource for Reader<'_> {
-    fn write_content(&self, file_id: &FileId, out: &mut dyn Write) -> std::result::Result<u64, RenderError> {
+    fn write_content(
+        &self,
+        file_id: &FileId,
+        out: &mut dyn Write,
+    ) -> std::result::Result<u64, RenderError> {
         self.write_file(file_id, None, out)
             .map_err(|e| RenderError::Source(e.to_string()))
     }
@@ -170,7 +204,11 @@ impl Store {
     pub fn export(&mut self, id: &str, out: &mut dyn Write) -> Result<u64> {
         let recipe = self.recipe(id)?;
         let reader = Reader::new(self);
-        let mut w = HashWriter { inner: out, hasher: Sha512::new(), bytes: 0 };
+        let mut w = HashWriter {
+            inner: out,
+            hasher: Sha512::new(),
+            bytes: 0,
+        };
         for op in recipe.ops() {
             match op? {
                 Op::Skeleton(b) => w.write_all(b).ctx(|| format!("exporting {id}"))?,
@@ -181,7 +219,9 @@ impl Store {
         }
         let got = format!("sha512-{}", hex::encode(w.hasher.finalize()));
         if got != id {
-            return Err(StoreError::Corrupt(format!("export of {id} produced {got}")));
+            return Err(StoreError::Corrupt(format!(
+                "export of {id} produced {got}"
+            )));
         }
         let bytes = w.bytes;
         self.touch(id)?;
@@ -195,7 +235,11 @@ impl Store {
         let paths = self.paths_by_file(id)?;
         let reader = Reader::new(self);
         let mut report = VerifyReport::default();
-        let mut image = HashWriter { inner: &mut Discard, hasher: Sha512::new(), bytes: 0 };
+        let mut image = HashWriter {
+            inner: &mut Discard,
+            hasher: Sha512::new(),
+            bytes: 0,
+        };
         for op in recipe.ops() {
             match op? {
                 Op::Skeleton(b) => image.hasher.update(b),
@@ -204,7 +248,10 @@ impl Store {
                     match reader.write_file(&file_id, Some(len), &mut image) {
                         Ok(n) => report.bytes += n,
                         Err(e) => report.problems.push(VerifyProblem {
-                            path: paths.get(&file_id).map(|p| p.join(", ")).unwrap_or_else(|| "manifest".into()),
+                            path: paths
+                                .get(&file_id)
+                                .map(|p| p.join(", "))
+                                .unwrap_or_else(|| "manifest".into()),
                             detail: e.to_string(),
                         }),
                     }

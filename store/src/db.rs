@@ -98,9 +98,12 @@ pub fn open(path: &Path) -> Result<Connection> {
     };
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(600)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-    conn.pragma_update(None, "foreign_keys", "OFF").map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(err)?;
     migrate(&conn, path)?;
     Ok(conn)
 }

@@ -36,12 +36,15 @@ struct PackUse {
 impl Store {
     /// Remove images not used within `grace`, then reclaim space.
     pub fn gc(&mut self, grace: Duration) -> Result<GcReport> {
-        let cutoff = crate::images::now_nanos() - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
+        let cutoff =
+            crate::images::now_nanos() - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
         let mut report = GcReport::default();
         for image in self.list_images()? {
             if image.last_used < cutoff {
                 match self.remove_image(&image.id) {
-                    Ok(()) | Err(StoreError::ImageNotFound(_)) => report.removed_images.push(image.id),
+                    Ok(()) | Err(StoreError::ImageNotFound(_)) => {
+                        report.removed_images.push(image.id)
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -55,7 +58,9 @@ impl Store {
         let _exclusive = lock::exclusive(&self.gc_lock_path())?;
         let db = self.db.clone();
         report.chunks_dropped = db::write_tx(&mut self.conn, &db, |tx| {
-            tx.execute("DELETE FROM chunks WHERE refs <= 0", []).map_err(db.err()).map(|n| n as u64)
+            tx.execute("DELETE FROM chunks WHERE refs <= 0", [])
+                .map_err(db.err())
+                .map(|n| n as u64)
         })?;
         for p in self.pack_usage()? {
             if p.live == 0 {
@@ -94,7 +99,9 @@ impl Store {
     fn delete_pack(&mut self, p: &PackUse, report: &mut GcReport) -> Result<()> {
         let db = self.db.clone();
         db::write_tx(&mut self.conn, &db, |tx| {
-            tx.execute("DELETE FROM packs WHERE id = ?1", [p.id]).map_err(db.err()).map(|_| ())
+            tx.execute("DELETE FROM packs WHERE id = ?1", [p.id])
+                .map_err(db.err())
+                .map(|_| ())
         })?;
         let path = self.packs_dir().join(&p.name);
         match std::fs::remove_file(&path) {
@@ -120,20 +127,28 @@ impl Store {
         let new_size = writer.size();
         let new_path = writer.finish()?;
         pack::sync_dir(&self.packs_dir())?;
-        let new_name = new_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let new_name = new_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let db = self.db.clone();
         let result = db::write_tx(&mut self.conn, &db, |tx| {
             let e = db.err();
-            tx.execute("INSERT INTO packs(name, size) VALUES (?1, ?2)", params![new_name, new_size as i64])
-                .map_err(&e)?;
+            tx.execute(
+                "INSERT INTO packs(name, size) VALUES (?1, ?2)",
+                params![new_name, new_size as i64],
+            )
+            .map_err(&e)?;
             let new_id = tx.last_insert_rowid();
             let mut st = tx
                 .prepare_cached("UPDATE chunks SET pack_id = ?2, offset = ?3 WHERE id = ?1")
                 .map_err(&e)?;
             for (id, offset) in &moved {
-                st.execute(params![id, new_id, *offset as i64]).map_err(&e)?;
+                st.execute(params![id, new_id, *offset as i64])
+                    .map_err(&e)?;
             }
-            tx.execute("DELETE FROM packs WHERE id = ?1", [p.id]).map_err(&e)?;
+            tx.execute("DELETE FROM packs WHERE id = ?1", [p.id])
+                .map_err(&e)?;
             Ok(())
         });
         if let Err(err) = result {
@@ -154,7 +169,13 @@ impl Store {
             .prepare("SELECT id, offset, clen FROM chunks WHERE pack_id = ?1 ORDER BY offset")
             .map_err(&e)?;
         let rows = st
-            .query_map([pack_id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))
+            .query_map([pack_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
             .map_err(&e)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e)
     }
@@ -176,7 +197,8 @@ impl Store {
         for (name, size) in sizes {
             let path = dir.join(&name);
             tracing::debug!(path = %path.display(), "removing orphaned pack");
-            std::fs::remove_file(&path).ctx(|| format!("removing orphaned pack {}", path.display()))?;
+            std::fs::remove_file(&path)
+                .ctx(|| format!("removing orphaned pack {}", path.display()))?;
             report.bytes_freed += size;
             report.packs_deleted += 1;
         }

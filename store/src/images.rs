@@ -45,9 +45,13 @@ impl ImageRef {
                     "an image ID is sha512- followed by at least 2 (at most 128) hex digits".into(),
                 ));
             }
-            return Ok(ImageRef::IdPrefix(format!("sha512-{}", hex.to_ascii_lowercase())));
+            return Ok(ImageRef::IdPrefix(format!(
+                "sha512-{}",
+                hex.to_ascii_lowercase()
+            )));
         }
-        let app = AppRef::parse(text).map_err(|e| StoreError::BadReference(text.into(), e.to_string()))?;
+        let app = AppRef::parse(text)
+            .map_err(|e| StoreError::BadReference(text.into(), e.to_string()))?;
         Ok(ImageRef::Name {
             name: app.name.as_str().to_string(),
             labels: app.labels_with_version(),
@@ -63,12 +67,17 @@ pub fn encode_xattrs(x: &[(String, Vec<u8>)]) -> Option<String> {
     if x.is_empty() {
         return None;
     }
-    let v: Vec<(&str, String)> = x.iter().map(|(k, v)| (k.as_str(), hex::encode(v))).collect();
+    let v: Vec<(&str, String)> = x
+        .iter()
+        .map(|(k, v)| (k.as_str(), hex::encode(v)))
+        .collect();
     serde_json::to_string(&v).ok()
 }
 
 fn decode_xattrs(text: Option<String>) -> Result<Vec<(String, Vec<u8>)>> {
-    let Some(text) = text else { return Ok(Vec::new()) };
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
     let v: Vec<(String, String)> = serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("xattrs in index: {e}")))?;
     v.into_iter()
@@ -100,7 +109,9 @@ impl Store {
         let e = self.db.err();
         let mut st = self
             .conn
-            .prepare(&format!("SELECT {INFO_COLUMNS} FROM images ORDER BY import_time, id"))
+            .prepare(&format!(
+                "SELECT {INFO_COLUMNS} FROM images ORDER BY import_time, id"
+            ))
             .map_err(&e)?;
         let rows = st.query_map([], info_from_row).map_err(&e)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e)
@@ -131,7 +142,10 @@ impl Store {
             .map_err(&e)?;
         match found.len() {
             0 => Err(StoreError::ImageNotFound(reference.into())),
-            1 => Ok(found.into_iter().next().ok_or_else(|| StoreError::ImageNotFound(reference.into()))?),
+            1 => Ok(found
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::ImageNotFound(reference.into()))?),
             _ => Err(StoreError::AmbiguousImage {
                 reference: reference.into(),
                 candidates: found
@@ -144,7 +158,11 @@ impl Store {
     }
 
     /// The newest import of `name` whose labels include all of `labels`.
-    pub fn find_by_name(&self, name: &str, labels: &[(String, String)]) -> Result<Option<ImageInfo>> {
+    pub fn find_by_name(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+    ) -> Result<Option<ImageInfo>> {
         let e = self.db.err();
         let mut st = self
             .conn
@@ -172,7 +190,10 @@ impl Store {
             .prepare_cached("SELECT value FROM image_labels WHERE image_id = ?1 AND name = ?2")
             .map_err(&e)?;
         for (k, v) in labels {
-            let value: Option<String> = st.query_row(params![id, k], |r| r.get(0)).optional().map_err(&e)?;
+            let value: Option<String> = st
+                .query_row(params![id, k], |r| r.get(0))
+                .optional()
+                .map_err(&e)?;
             if value.as_deref() != Some(v.as_str()) {
                 return Ok(false);
             }
@@ -183,20 +204,26 @@ impl Store {
     /// The manifest bytes exactly as stored in the archive.
     pub fn manifest_bytes(&self, id: &str) -> Result<Vec<u8>> {
         self.conn
-            .query_row("SELECT manifest FROM images WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT manifest FROM images WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(self.db.err())?
             .ok_or_else(|| StoreError::ImageNotFound(id.into()))
     }
 
     pub fn manifest(&self, id: &str) -> Result<crate::schema::ImageManifest> {
-        Ok(crate::schema::ImageManifest::parse(&self.manifest_bytes(id)?)?)
+        Ok(crate::schema::ImageManifest::parse(
+            &self.manifest_bytes(id)?,
+        )?)
     }
 
     pub(crate) fn recipe(&self, id: &str) -> Result<Recipe> {
         let blob: Vec<u8> = self
             .conn
-            .query_row("SELECT recipe FROM images WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT recipe FROM images WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(self.db.err())?
             .ok_or_else(|| StoreError::ImageNotFound(id.into()))?;
@@ -207,9 +234,12 @@ impl Store {
     pub fn touch(&mut self, id: &str) -> Result<()> {
         let db = self.db.clone();
         db::write_tx(&mut self.conn, &db, |tx| {
-            tx.execute("UPDATE images SET last_used = ?2 WHERE id = ?1", params![id, now_nanos()])
-                .map_err(db.err())
-                .map(|_| ())
+            tx.execute(
+                "UPDATE images SET last_used = ?2 WHERE id = ?1",
+                params![id, now_nanos()],
+            )
+            .map_err(db.err())
+            .map(|_| ())
         })
     }
 
@@ -228,8 +258,16 @@ impl Store {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    (r.get::<_, u32>(2)?, r.get::<_, u32>(3)?, r.get::<_, u32>(4)?),
-                    (r.get::<_, i64>(5)?, r.get::<_, i64>(6)?, r.get::<_, u32>(7)?),
+                    (
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, u32>(3)?,
+                        r.get::<_, u32>(4)?,
+                    ),
+                    (
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, u32>(7)?,
+                    ),
                     r.get::<_, Option<String>>(8)?,
                     (r.get::<_, u32>(9)?, r.get::<_, u32>(10)?),
                     r.get::<_, Option<String>>(11)?,
@@ -240,10 +278,20 @@ impl Store {
             .map_err(&e)?;
         let mut out = Vec::new();
         for row in rows {
-            let (path, kind, (mode, uid, gid), (size, mtime, mtime_nsec), link, (dev_major, dev_minor), x, fid, sparse) =
-                row.map_err(&e)?;
-            let kind = EntryKind::from_code(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("entry {path}: unknown kind {kind:?}")))?;
+            let (
+                path,
+                kind,
+                (mode, uid, gid),
+                (size, mtime, mtime_nsec),
+                link,
+                (dev_major, dev_minor),
+                x,
+                fid,
+                sparse,
+            ) = row.map_err(&e)?;
+            let kind = EntryKind::from_code(&kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("entry {path}: unknown kind {kind:?}"))
+            })?;
             let file_id = match fid {
                 Some(b) => Some(<[u8; 32]>::try_from(b.as_slice()).map_err(|_| {
                     StoreError::Corrupt(format!("entry {path}: file id is not 32 bytes"))
@@ -251,10 +299,9 @@ impl Store {
                 None => None,
             };
             let sparse = match sparse {
-                Some(s) => Some(
-                    serde_json::from_str(&s)
-                        .map_err(|err| StoreError::Corrupt(format!("entry {path}: sparse map: {err}")))?,
-                ),
+                Some(s) => Some(serde_json::from_str(&s).map_err(|err| {
+                    StoreError::Corrupt(format!("entry {path}: sparse map: {err}"))
+                })?),
                 None => None,
             };
             out.push(Entry {
@@ -299,23 +346,43 @@ fn remove_in_tx(
     refs: &std::collections::HashMap<[u8; 32], i64>,
 ) -> Result<()> {
     let e = db.err();
-    if tx.execute("DELETE FROM images WHERE id = ?1", [id]).map_err(&e)? == 0 {
+    if tx
+        .execute("DELETE FROM images WHERE id = ?1", [id])
+        .map_err(&e)?
+        == 0
+    {
         return Err(StoreError::ImageNotFound(id.into()));
     }
-    tx.execute("DELETE FROM image_labels WHERE image_id = ?1", [id]).map_err(&e)?;
-    tx.execute("DELETE FROM entries WHERE image_id = ?1", [id]).map_err(&e)?;
-    tx.execute("DELETE FROM remotes WHERE image_id = ?1", [id]).map_err(&e)?;
-    let mut dec = tx.prepare_cached("UPDATE files SET refs = refs - ?2 WHERE id = ?1").map_err(&e)?;
-    let mut left = tx.prepare_cached("SELECT refs FROM files WHERE id = ?1").map_err(&e)?;
-    let mut drop_file = tx.prepare_cached("DELETE FROM files WHERE id = ?1").map_err(&e)?;
+    tx.execute("DELETE FROM image_labels WHERE image_id = ?1", [id])
+        .map_err(&e)?;
+    tx.execute("DELETE FROM entries WHERE image_id = ?1", [id])
+        .map_err(&e)?;
+    tx.execute("DELETE FROM remotes WHERE image_id = ?1", [id])
+        .map_err(&e)?;
+    let mut dec = tx
+        .prepare_cached("UPDATE files SET refs = refs - ?2 WHERE id = ?1")
+        .map_err(&e)?;
+    let mut left = tx
+        .prepare_cached("SELECT refs FROM files WHERE id = ?1")
+        .map_err(&e)?;
+    let mut drop_file = tx
+        .prepare_cached("DELETE FROM files WHERE id = ?1")
+        .map_err(&e)?;
     let mut file_chunks = tx
         .prepare_cached("SELECT chunk_id FROM file_chunks WHERE file_id = ?1")
         .map_err(&e)?;
-    let mut drop_chunk = tx.prepare_cached("UPDATE chunks SET refs = refs - 1 WHERE id = ?1").map_err(&e)?;
-    let mut drop_file_chunks = tx.prepare_cached("DELETE FROM file_chunks WHERE file_id = ?1").map_err(&e)?;
+    let mut drop_chunk = tx
+        .prepare_cached("UPDATE chunks SET refs = refs - 1 WHERE id = ?1")
+        .map_err(&e)?;
+    let mut drop_file_chunks = tx
+        .prepare_cached("DELETE FROM file_chunks WHERE file_id = ?1")
+        .map_err(&e)?;
     for (file, n) in refs {
         dec.execute(params![file.as_slice(), n]).map_err(&e)?;
-        let remaining: Option<i64> = left.query_row([file.as_slice()], |r| r.get(0)).optional().map_err(&e)?;
+        let remaining: Option<i64> = left
+            .query_row([file.as_slice()], |r| r.get(0))
+            .optional()
+            .map_err(&e)?;
         if remaining.is_some_and(|r| r <= 0) {
             drop_file.execute([file.as_slice()]).map_err(&e)?;
             let chunks = file_chunks

@@ -53,6 +53,7 @@ struct FileRec {
 
 /// State of the regular file whose content is streaming.
 struct Current {
+    slot: usize,
     hasher: blake3::Hasher,
     chunker: Chunker,
     chunks: Vec<[u8; 32]>,
@@ -77,13 +78,19 @@ struct ImportSink<'a> {
     failure: Option<StoreError>,
 }
 
-
 impl ImportSink<'_> {
     fn store_chunk(&mut self, bytes: &[u8]) -> Result<[u8; 32]> {
         let id = *blake3::hash(bytes).as_bytes();
         if self.new_chunks.contains_key(&id)
-            || db::exists(self.conn, "SELECT 1 FROM chunks WHERE id = ?1", id.as_slice())
-                .map_err(|e| StoreError::Db { path: "store.db".into(), source: e })?
+            || db::exists(
+                self.conn,
+                "SELECT 1 FROM chunks WHERE id = ?1",
+                id.as_slice(),
+            )
+            .map_err(|e| StoreError::Db {
+                path: "store.db".into(),
+                source: e,
+            })?
         {
             return Ok(id);
         }
@@ -99,7 +106,12 @@ impl ImportSink<'_> {
         let offset = self.pack.append(data)?;
         self.new_chunks.insert(
             id,
-            NewChunk { offset, clen: data.len() as u64, len: bytes.len() as u64, zstd },
+            NewChunk {
+                offset,
+                clen: data.len() as u64,
+                len: bytes.len() as u64,
+                zstd,
+            },
         );
         Ok(id)
     }
@@ -128,6 +140,7 @@ impl ImportSink<'_> {
                 Place::Rootfs(_) => None,
             };
             self.current = Some(Current {
+                slot: self.recipe.begin_content(),
                 hasher: blake3::Hasher::new(),
                 chunker: Chunker::new(),
                 chunks: Vec::new(),
@@ -135,7 +148,9 @@ impl ImportSink<'_> {
                 manifest,
             });
         } else if place == Place::Manifest {
-            return Err(StoreError::InvalidImage("`manifest` is not a regular file".into()));
+            return Err(StoreError::InvalidImage(
+                "`manifest` is not a regular file".into(),
+            ));
         }
         if let Place::Rootfs(path) = place {
             self.pending_entry = Some(self.entry_from_tar(path, e)?);
@@ -161,7 +176,9 @@ impl ImportSink<'_> {
         };
         let id32 = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| {
-                StoreError::InvalidImage(format!("entry rootfs/{path}: {what} {v} does not fit 32 bits"))
+                StoreError::InvalidImage(format!(
+                    "entry rootfs/{path}: {what} {v} does not fit 32 bits"
+                ))
             })
         };
         let mut entry = Entry {
@@ -182,7 +199,10 @@ impl ImportSink<'_> {
         };
         for (name, value) in &e.xattrs {
             let name = String::from_utf8(name.clone()).map_err(|_| {
-                StoreError::InvalidImage(format!("entry rootfs/{}: xattr name is not UTF-8", entry.path))
+                StoreError::InvalidImage(format!(
+                    "entry rootfs/{}: xattr name is not UTF-8",
+                    entry.path
+                ))
             })?;
             entry.xattrs.push((name, value.clone()));
         }
@@ -202,7 +222,9 @@ impl ImportSink<'_> {
     fn symlink_target(&self, path: &str, e: &TarEntry) -> Result<String> {
         let raw = e.link_target.as_deref().unwrap_or_default();
         String::from_utf8(raw.to_vec()).map_err(|_| {
-            StoreError::InvalidImage(format!("symlink rootfs/{path} has a target that is not UTF-8"))
+            StoreError::InvalidImage(format!(
+                "symlink rootfs/{path} has a target that is not UTF-8"
+            ))
         })
     }
 
@@ -218,7 +240,9 @@ impl ImportSink<'_> {
 
     fn content(&mut self, bytes: &[u8]) -> Result<()> {
         let Some(mut cur) = self.current.take() else {
-            return Err(StoreError::InvalidImage("content outside a regular file".into()));
+            return Err(StoreError::InvalidImage(
+                "content outside a regular file".into(),
+            ));
         };
         cur.hasher.update(bytes);
         cur.len += bytes.len() as u64;
@@ -243,8 +267,12 @@ impl ImportSink<'_> {
                 Ok::<(), StoreError>(())
             })?;
             let file_id = *cur.hasher.finalize().as_bytes();
-            self.recipe.content(file_id, cur.len);
-            let rec = self.files.entry(file_id).or_insert(FileRec { size: cur.len, chunks, refs: 0 });
+            self.recipe.set_content(cur.slot, file_id, cur.len);
+            let rec = self.files.entry(file_id).or_insert(FileRec {
+                size: cur.len,
+                chunks,
+                refs: 0,
+            });
             rec.refs += 1;
             if let Some(e) = self.pending_entry.as_mut() {
                 e.file_id = Some(file_id);
@@ -332,7 +360,11 @@ impl Store {
 
     pub(crate) fn new_pack_path(&self) -> PathBuf {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let name = format!("{now:x}-{}-{:08x}.pack", std::process::id(), rand::random::<u32>());
+        let name = format!(
+            "{now:x}-{}-{:08x}.pack",
+            std::process::id(),
+            rand::random::<u32>()
+        );
         self.packs_dir().join(name)
     }
 
@@ -357,11 +389,25 @@ impl Store {
         let (id, tar_bytes) = (parsed.id.clone(), parsed.tar_bytes);
         let db = self.db.clone();
         let new = db::write_tx(&mut self.conn, &db, |tx| {
-            commit(tx, &db, &parsed, pack_used.then_some((pack_name.as_str(), pack_size)))
+            commit(
+                tx,
+                &db,
+                &parsed,
+                pack_used.then_some((pack_name.as_str(), pack_size)),
+            )
         })?;
         let stored_bytes = if new && pack_used { pack_size } else { 0 };
         tracing::debug!(%id, new, tar_bytes, stored_bytes, "import finished");
-        Ok((ImportOutcome { id, name, new, tar_bytes, stored_bytes }, new && pack_used))
+        Ok((
+            ImportOutcome {
+                id,
+                name,
+                new,
+                tar_bytes,
+                stored_bytes,
+            },
+            new && pack_used,
+        ))
     }
 
     fn parse_archive(
@@ -372,11 +418,16 @@ impl Store {
     ) -> Result<(Parsed, PackWriter)> {
         let (kind, reader) = crate::decompress::open(input).ctx(|| format!("reading {source}"))?;
         tracing::debug!(source, compression = kind.name(), "importing");
-        let mut reader = HashingReader { inner: reader, hasher: Sha512::new(), bytes: 0 };
+        let mut reader = HashingReader {
+            inner: reader,
+            hasher: Sha512::new(),
+            bytes: 0,
+        };
         let mut sink = ImportSink {
             conn: &self.conn,
             pack,
-            compressor: zstd::bulk::Compressor::new(3).map_err(|e| StoreError::io("starting zstd", e))?,
+            compressor: zstd::bulk::Compressor::new(3)
+                .map_err(|e| StoreError::io("starting zstd", e))?,
             new_chunks: HashMap::new(),
             files: HashMap::new(),
             recipe: RecipeBuilder::default(),
@@ -389,7 +440,9 @@ impl Store {
         };
         if let Err(e) = tarstream::parse(&mut reader, &mut sink) {
             return Err(match sink.failure.take() {
-                Some(StoreError::InvalidImage(msg)) => StoreError::InvalidImage(format!("{source}: {msg}")),
+                Some(StoreError::InvalidImage(msg)) => {
+                    StoreError::InvalidImage(format!("{source}: {msg}"))
+                }
                 Some(failure) => failure,
                 None => tar_error(e, source, kind),
             });
@@ -402,7 +455,9 @@ impl Store {
         let manifest = ImageManifest::parse(&manifest_bytes)?;
         if !sink.entries.iter().any(|e| e.path.is_empty()) {
             if sink.entries.is_empty() {
-                return Err(StoreError::InvalidImage(format!("{source} has no `rootfs/` directory")));
+                return Err(StoreError::InvalidImage(format!(
+                    "{source} has no `rootfs/` directory"
+                )));
             }
             sink.entries.insert(0, implied_rootfs());
         }
@@ -451,7 +506,10 @@ fn drain_trailing(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = reader.read(&mut buf).map_err(|e| {
-            StoreError::InvalidImage(format!("{source}: corrupt or truncated {} stream: {e}", kind.name()))
+            StoreError::InvalidImage(format!(
+                "{source}: corrupt or truncated {} stream: {e}",
+                kind.name()
+            ))
         })?;
         if n == 0 {
             return Ok(());
@@ -472,14 +530,22 @@ fn tar_error(e: TarError, source: &str, kind: crate::decompress::Compression) ->
 }
 
 /// Record the image; returns false (and changes nothing) if it was already stored.
-fn commit(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed, pack: Option<(&str, u64)>) -> Result<bool> {
+fn commit(
+    tx: &Transaction<'_>,
+    db: &db::DbPath,
+    p: &Parsed,
+    pack: Option<(&str, u64)>,
+) -> Result<bool> {
     let e = db.err();
     if db::exists(tx, "SELECT 1 FROM images WHERE id = ?1", &p.id).map_err(&e)? {
         return Ok(false);
     }
     if let Some((name, size)) = pack {
-        tx.execute("INSERT INTO packs(name, size) VALUES (?1, ?2)", params![name, size as i64])
-            .map_err(&e)?;
+        tx.execute(
+            "INSERT INTO packs(name, size) VALUES (?1, ?2)",
+            params![name, size as i64],
+        )
+        .map_err(&e)?;
         let pack_id = tx.last_insert_rowid();
         let mut ins = tx
             .prepare_cached(
@@ -488,8 +554,15 @@ fn commit(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed, pack: Option<(&str,
             )
             .map_err(&e)?;
         for (id, c) in &p.new_chunks {
-            ins.execute(params![id.as_slice(), pack_id, c.offset as i64, c.clen as i64, c.len as i64, c.zstd])
-                .map_err(&e)?;
+            ins.execute(params![
+                id.as_slice(),
+                pack_id,
+                c.offset as i64,
+                c.clen as i64,
+                c.len as i64,
+                c.zstd
+            ])
+            .map_err(&e)?;
         }
     }
     commit_files(tx, db, p)?;
@@ -499,19 +572,33 @@ fn commit(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed, pack: Option<(&str,
 
 fn commit_files(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()> {
     let e = db.err();
-    let mut bump_file = tx.prepare_cached("UPDATE files SET refs = refs + ?2 WHERE id = ?1").map_err(&e)?;
-    let mut new_file = tx.prepare_cached("INSERT INTO files(id, size, refs) VALUES (?1, ?2, ?3)").map_err(&e)?;
+    let mut bump_file = tx
+        .prepare_cached("UPDATE files SET refs = refs + ?2 WHERE id = ?1")
+        .map_err(&e)?;
+    let mut new_file = tx
+        .prepare_cached("INSERT INTO files(id, size, refs) VALUES (?1, ?2, ?3)")
+        .map_err(&e)?;
     let mut file_chunk = tx
         .prepare_cached("INSERT INTO file_chunks(file_id, seq, chunk_id) VALUES (?1, ?2, ?3)")
         .map_err(&e)?;
-    let mut bump_chunk = tx.prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1").map_err(&e)?;
+    let mut bump_chunk = tx
+        .prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")
+        .map_err(&e)?;
     for (id, f) in &p.files {
-        if bump_file.execute(params![id.as_slice(), f.refs as i64]).map_err(&e)? > 0 {
+        if bump_file
+            .execute(params![id.as_slice(), f.refs as i64])
+            .map_err(&e)?
+            > 0
+        {
             continue;
         }
-        new_file.execute(params![id.as_slice(), f.size as i64, f.refs as i64]).map_err(&e)?;
+        new_file
+            .execute(params![id.as_slice(), f.size as i64, f.refs as i64])
+            .map_err(&e)?;
         for (seq, chunk) in f.chunks.iter().enumerate() {
-            file_chunk.execute(params![id.as_slice(), seq as i64, chunk.as_slice()]).map_err(&e)?;
+            file_chunk
+                .execute(params![id.as_slice(), seq as i64, chunk.as_slice()])
+                .map_err(&e)?;
             if bump_chunk.execute(params![chunk.as_slice()]).map_err(&e)? != 1 {
                 return Err(StoreError::Corrupt(format!(
                     "chunk {} vanished during import; retry the fetch",
@@ -541,10 +628,14 @@ fn commit_image(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()>
     )
     .map_err(&e)?;
     let mut label = tx
-        .prepare_cached("INSERT OR REPLACE INTO image_labels(image_id, name, value) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT OR REPLACE INTO image_labels(image_id, name, value) VALUES (?1, ?2, ?3)",
+        )
         .map_err(&e)?;
     for l in p.manifest.labels.as_slice().iter() {
-        label.execute(params![p.id, l.name.as_str(), l.value]).map_err(&e)?;
+        label
+            .execute(params![p.id, l.name.as_str(), l.value])
+            .map_err(&e)?;
     }
     let mut ins = tx
         .prepare_cached(
@@ -570,7 +661,9 @@ fn commit_image(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()>
             en.dev_minor,
             crate::images::encode_xattrs(&en.xattrs),
             en.file_id.as_ref().map(|f| f.as_slice()),
-            en.sparse.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()),
+            en.sparse
+                .as_ref()
+                .map(|s| serde_json::to_string(s).unwrap_or_default()),
         ])
         .map_err(&e)?;
     }

@@ -18,21 +18,21 @@ mod import;
 mod lock;
 mod pack;
 mod recipe;
-mod tree;
 pub mod render;
 pub mod schema;
 pub mod tarstream;
+mod tree;
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+pub use content::{VerifyProblem, VerifyReport};
 pub use entry::{Entry, EntryKind, FileId};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use images::{ImageInfo, ImageRef};
 pub use import::ImportOutcome;
-pub use content::{VerifyProblem, VerifyReport};
 
 use error::IoContext;
 
@@ -49,7 +49,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         for sub in ["", "packs", "locks", "tmp"] {
             let p = dir.join(sub);
-            std::fs::create_dir_all(&p).ctx(|| format!("creating store directory {}", p.display()))?;
+            std::fs::create_dir_all(&p)
+                .ctx(|| format!("creating store directory {}", p.display()))?;
         }
         let db_path = dir.join("store.db");
         let conn = db::open(&db_path)?;

@@ -53,8 +53,3 @@ fn blocking(path: &Path, arg: FlockArg) -> Result<FileLock> {
         )
     })
 }
-
-/// Try to take an exclusive lock on `path` without waiting.
-pub fn try_exclusive(path: &Path) -> Result<Option<FileLock>> {
-    lock(path, FlockArg::LockExclusiveNonblock)
-}

@@ -55,17 +55,12 @@ impl PackWriter {
         self.offset
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Flush and fsync the pack: after this its bytes survive a crash.
     pub fn finish(self) -> Result<PathBuf> {
         let path = self.path.clone();
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| StoreError::io(format!("writing pack {}", path.display()), e.into_error()))?;
+        let file = self.out.into_inner().map_err(|e| {
+            StoreError::io(format!("writing pack {}", path.display()), e.into_error())
+        })?;
         file.sync_all()
             .ctx(|| format!("syncing pack {}", path.display()))?;
         Ok(path)

@@ -17,38 +17,60 @@ pub enum Op<'a> {
     Content { file_id: FileId, len: u64 },
 }
 
-/// Builds a recipe while an archive streams by.
+/// Builds a recipe while an archive streams by. A file's content op is placed when its
+/// content starts and filled in once its id is known (its padding follows it).
 #[derive(Default)]
 pub struct RecipeBuilder {
-    ops: Vec<u8>,
-    pending: Vec<u8>,
+    ops: Vec<Built>,
+}
+
+enum Built {
+    Skeleton(Vec<u8>),
+    Content { file_id: FileId, len: u64 },
 }
 
 impl RecipeBuilder {
     pub fn skeleton(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
+        match self.ops.last_mut() {
+            Some(Built::Skeleton(pending)) => pending.extend_from_slice(bytes),
+            _ => self.ops.push(Built::Skeleton(bytes.to_vec())),
+        }
     }
 
-    pub fn content(&mut self, file_id: FileId, len: u64) {
-        self.flush();
-        self.ops.push(OP_CONTENT);
-        self.ops.extend_from_slice(&file_id);
-        put_varint(&mut self.ops, len);
+    /// Mark where a file's content goes; returns a slot for [`RecipeBuilder::set_content`].
+    pub fn begin_content(&mut self) -> usize {
+        self.ops.push(Built::Content {
+            file_id: [0; 32],
+            len: 0,
+        });
+        self.ops.len() - 1
     }
 
-    fn flush(&mut self) {
-        if !self.pending.is_empty() {
-            self.ops.push(OP_SKELETON);
-            put_varint(&mut self.ops, self.pending.len() as u64);
-            self.ops.append(&mut self.pending);
+    pub fn set_content(&mut self, slot: usize, id: FileId, length: u64) {
+        if let Some(Built::Content { file_id, len }) = self.ops.get_mut(slot) {
+            *file_id = id;
+            *len = length;
         }
     }
 
     /// The compressed recipe.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
-        self.flush();
-        zstd::bulk::compress(&self.ops, 3)
-            .map_err(|e| StoreError::io("compressing the image recipe", e))
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for op in &self.ops {
+            match op {
+                Built::Skeleton(bytes) => {
+                    out.push(OP_SKELETON);
+                    put_varint(&mut out, bytes.len() as u64);
+                    out.extend_from_slice(bytes);
+                }
+                Built::Content { file_id, len } => {
+                    out.push(OP_CONTENT);
+                    out.extend_from_slice(file_id);
+                    put_varint(&mut out, *len);
+                }
+            }
+        }
+        zstd::bulk::compress(&out, 3).map_err(|e| StoreError::io("compressing the image recipe", e))
     }
 }
 
@@ -87,13 +109,19 @@ fn next_op<'a>(ops: &'a [u8], at: &mut usize) -> Result<Op<'a>> {
     match tag {
         OP_SKELETON => {
             let len = usize::try_from(get_varint(ops, at)?).map_err(|_| corrupt())?;
-            let end = at.checked_add(len).filter(|&e| e <= ops.len()).ok_or_else(corrupt)?;
+            let end = at
+                .checked_add(len)
+                .filter(|&e| e <= ops.len())
+                .ok_or_else(corrupt)?;
             let bytes = &ops[*at..end];
             *at = end;
             Ok(Op::Skeleton(bytes))
         }
         OP_CONTENT => {
-            let end = at.checked_add(32).filter(|&e| e <= ops.len()).ok_or_else(corrupt)?;
+            let end = at
+                .checked_add(32)
+                .filter(|&e| e <= ops.len())
+                .ok_or_else(corrupt)?;
             let mut file_id = [0u8; 32];
             file_id.copy_from_slice(&ops[*at..end]);
             *at = end;
@@ -138,18 +166,26 @@ mod tests {
         let mut b = RecipeBuilder::default();
         b.skeleton(b"head");
         b.skeleton(b"er");
-        b.content([7; 32], 300);
+        let slot = b.begin_content();
         b.skeleton(&[0; 1000]);
-        b.content([8; 32], 0);
+        b.set_content(slot, [7; 32], 300);
+        let slot = b.begin_content();
+        b.set_content(slot, [8; 32], 0);
         let r = Recipe::decode(&b.finish().unwrap()).unwrap();
         let ops: Vec<_> = r.ops().collect::<Result<_>>().unwrap();
         assert_eq!(
             ops,
             vec![
                 Op::Skeleton(b"header"),
-                Op::Content { file_id: [7; 32], len: 300 },
+                Op::Content {
+                    file_id: [7; 32],
+                    len: 300
+                },
                 Op::Skeleton(&[0; 1000]),
-                Op::Content { file_id: [8; 32], len: 0 },
+                Op::Content {
+                    file_id: [8; 32],
+                    len: 0
+                },
             ]
         );
     }
