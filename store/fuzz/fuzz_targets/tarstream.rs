@@ -28,7 +28,10 @@ impl TarSink for Concat {
 
     fn content(&mut self, bytes: &[u8]) -> Result<(), TarError> {
         assert!(self.in_entry, "content() called outside an entry");
-        assert!(bytes.len() as u64 <= self.content_left, "more content than content_len");
+        assert!(
+            bytes.len() as u64 <= self.content_left,
+            "more content than content_len"
+        );
         self.content_left -= bytes.len() as u64;
         self.bytes.extend_from_slice(bytes);
         Ok(())
@@ -46,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
     let mut sink = Concat::default();
     if let Ok(summary) = parse(data, &mut sink) {
         let consumed = &data[..summary.total_bytes as usize];
-        assert!(sink.bytes == consumed, "sink bytes differ from the consumed input");
+        assert!(
+            sink.bytes == consumed,
+            "sink bytes differ from the consumed input"
+        );
         assert!(!sink.in_entry, "parse returned inside an entry");
     }
 });
