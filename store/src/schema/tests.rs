@@ -983,3 +983,122 @@ fn schema_serde_impls() {
     assert_eq!(back, m);
     assert!(serde_json::from_str::<Volume>(r#"{"name":"v","kind":"host"}"#).is_err());
 }
+
+/// A tiny deterministic PRNG (xorshift64) for the mutation test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn replacement(rng: &mut Rng) -> serde_json::Value {
+    let choices = [
+        "null",
+        "0",
+        "1",
+        "-1",
+        "65535",
+        "65536",
+        "2.5",
+        "\"\"",
+        "\"x\"",
+        "\"Z\"",
+        "true",
+        "[]",
+        "{}",
+        "\"sha512-1\"",
+        "\"/abs\"",
+        "\"empty\"",
+        "\"host\"",
+        "\"linux\"",
+        "\"arm64\"",
+        "\"pre-start\"",
+        "\"0.0.0\"",
+        "\"1.2.3-\"",
+        "[\"a\"]",
+        "{\"set\":[]}",
+    ];
+    serde_json::from_str(choices[rng.next(choices.len())]).unwrap()
+}
+
+fn mutate(v: &mut serde_json::Value, rng: &mut Rng) {
+    use serde_json::Value;
+    if rng.next(8) == 0 {
+        *v = replacement(rng);
+        return;
+    }
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map.keys().nth(rng.next(map.len())).unwrap().clone();
+            match rng.next(6) {
+                0 => {
+                    map.remove(&key);
+                }
+                1 => {
+                    let val = map.remove(&key).unwrap();
+                    map.insert(key.to_uppercase(), val);
+                }
+                _ => mutate(map.get_mut(&key).unwrap(), rng),
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let i = rng.next(items.len());
+            if rng.next(5) == 0 {
+                let dup = items[i].clone();
+                items.push(dup);
+            } else {
+                mutate(&mut items[i], rng);
+            }
+        }
+        _ => *v = replacement(rng),
+    }
+}
+
+#[test]
+fn schema_mutated_examples_round_trip() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let sources = ["image.json", "pod_runtime.json", "pod_template.json"];
+    let bases: Vec<serde_json::Value> = sources
+        .iter()
+        .map(|s| serde_json::from_slice(&testdata(s)).unwrap())
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let mut v = bases[round % bases.len()].clone();
+        for _ in 0..=rng.next(3) {
+            mutate(&mut v, &mut rng);
+        }
+        let bytes = v.to_string().into_bytes();
+        match (ImageManifest::parse(&bytes), PodManifest::parse(&bytes)) {
+            (Ok(m), _) => {
+                accepted += 1;
+                assert_eq!(
+                    ImageManifest::parse(m.to_json().as_bytes()).unwrap(),
+                    m,
+                    "{v}"
+                );
+            }
+            (_, Ok(p)) => {
+                accepted += 1;
+                assert_eq!(
+                    PodManifest::parse(p.to_json().as_bytes()).unwrap(),
+                    p,
+                    "{v}"
+                );
+            }
+            (Err(a), Err(b)) => {
+                refused += 1;
+                assert!(!a.to_string().is_empty() && !b.to_string().is_empty());
+            }
+        }
+    }
+    assert!(
+        accepted > 300 && refused > 300,
+        "{accepted} accepted, {refused} refused"
+    );
+}
