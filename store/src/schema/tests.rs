@@ -1102,3 +1102,112 @@ fn schema_mutated_examples_round_trip() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+#[test]
+fn schema_sanitize() {
+    let ids = [
+        ("foo#", "foo"),
+        ("FOO", "foo"),
+        ("EXAMPLE.com", "example.com"),
+        ("foo.com/BAR", "foo.com/bar"),
+        ("/app", "app"),
+        ("app/", "app"),
+        ("_app", "app"),
+        ("app~", "app"),
+        ("app///", "app"),
+        ("-/.app..", "app"),
+        ("-/app.name-test/-/", "app.name-test"),
+        (
+            "sub-domain.example.com/org/product/~alice/release-1.0.0",
+            "sub-domain.example.com/org/product/~alice/release-1.0.0",
+        ),
+    ];
+    for (input, want) in ids {
+        assert_eq!(
+            AcIdentifier::sanitize(input).unwrap().as_str(),
+            want,
+            "{input}"
+        );
+    }
+    let names = [
+        ("foo#", "foo"),
+        ("EXAMPLE.com", "example-com"),
+        ("foo.com/BAR", "foo-com-bar"),
+        ("example.com/app_1", "example-com-app-1"),
+        ("app.", "app"),
+        ("-/.app..", "app"),
+        ("-/app.name-test/-/", "app-name-test"),
+        (
+            "sub-domain.example.com/org/product/release-1.0.0",
+            "sub-domain-example-com-org-product-release-1-0-0",
+        ),
+    ];
+    for (input, want) in names {
+        assert_eq!(AcName::sanitize(input).unwrap().as_str(), want, "{input}");
+    }
+    for bad in ["__", "..", "//", "", ".//-"] {
+        assert!(AcIdentifier::sanitize(bad).is_err(), "{bad:?}");
+        assert!(AcName::sanitize(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn schema_isolator_accessors_and_quantities() {
+    let m = ImageManifest::parse(&testdata("image.json")).unwrap();
+    let isos = &m.app.as_ref().unwrap().isolators;
+    assert_eq!(isos[0].resource_limit().unwrap().milli_value(), Some(20));
+    assert_eq!(
+        isos[1].resource_limit().unwrap().value(),
+        Some(1_000_000_000)
+    );
+    assert_eq!(isos[1].resource_request(), None);
+    assert_eq!(
+        isos[2].set().unwrap(),
+        vec!["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"]
+    );
+    assert_eq!(isos[3].bool_value(), Some(true));
+    assert_eq!(isos[4].errno().as_deref(), Some("EACCESS"));
+    let q = |s: &str| Quantity::parse(s).unwrap();
+    assert_eq!(q("2Gi").value(), Some(2_147_483_648));
+    assert_eq!(q("1G").value(), Some(1_000_000_000));
+    assert_eq!(q("30m").milli_value(), Some(30));
+    assert_eq!(q("1m").value(), Some(1), "rounded up");
+    assert_eq!(q("1.5").milli_value(), Some(1500));
+    assert_eq!(q("1e3").value(), Some(1000));
+    assert_eq!(q("1Ki").value(), Some(1024));
+    assert_eq!(q("-1").value(), Some(-1));
+    assert_eq!(q("1E300").value(), None, "too large");
+    for bad in ["", "G", "1.2.3", "1x", "1Kib", "1e", "abc"] {
+        assert!(Quantity::parse(bad).is_err(), "{bad:?}");
+    }
+    let pod = PodManifest::parse(&testdata("pod_runtime.json")).unwrap();
+    let sysctl = pod.isolators[1].string_map().unwrap();
+    assert_eq!(
+        sysctl.get("net.ipv4.tcp_fin_timeout").map(String::as_str),
+        Some("6")
+    );
+}
+
+#[test]
+fn schema_validate_built_manifests() {
+    let mut m = ImageManifest::parse(&testdata("image.json")).unwrap();
+    assert!(m.validate().is_ok());
+    m.app.as_mut().unwrap().user.clear();
+    assert!(m
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("user is required"));
+    let mut p = PodManifest::parse(&testdata("pod_runtime.json")).unwrap();
+    assert!(p.validate().is_ok());
+    let dup = p.volumes[0].clone();
+    p.volumes.push(dup);
+    assert!(p
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate volume name"));
+    let a = Annotations::from_pairs([("created", "2014-10-27T19:32:27Z")]).unwrap();
+    assert_eq!(a.get("created"), Some("2014-10-27T19:32:27Z"));
+    assert!(Annotations::from_pairs([("created", "yesterday")]).is_err());
+}
