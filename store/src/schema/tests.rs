@@ -966,6 +966,8 @@ fn schema_app_ref() {
         "a:1,version=2",
         "a,os=linux,os=darwin",
         "a,name=b",
+        "a,os=li:nux",
+        "a,os=linux:1",
         "a,=x",
     ] {
         assert!(AppRef::parse(bad).is_err(), "{bad:?} accepted");
