@@ -7,6 +7,7 @@
 
 mod aci;
 mod chunker;
+mod chunkwriter;
 mod content;
 pub mod db;
 pub mod decompress;
