@@ -312,7 +312,7 @@ fn verify_passes_when_intact_and_names_corrupted_paths() {
     let layout = tmp.path().join("big.d");
     build_small_layout(&layout, "example.com/verify", Some("1"), b"x");
     write(
-        &layout.join("rootfs/data/big.bin"),
+        &layout.join("rootfs/blob/big.bin"),
         &Rng::new(99).bytes(4 << 20),
     );
     set_mtimes(&layout);
@@ -326,8 +326,8 @@ fn verify_passes_when_intact_and_names_corrupted_paths() {
     let pack = corrupt_biggest_pack(&store, 8);
     let err = rkt_fails(&store, &["image", "verify", &id]);
     assert!(
-        err.contains("data/big.bin"),
-        "verify after corrupting {} should name the damaged path data/big.bin: {err}",
+        err.contains("blob/big.bin"),
+        "verify after corrupting {} should name the damaged path blob/big.bin: {err}",
         pack.display()
     );
     let out = tmp.path().join("after-corruption.aci");
