@@ -1,7 +1,77 @@
 //! rkt's image store: appc schema types, a content-defined chunk store indexed in SQLite,
 //! exact ACI import and export, rendering, verification and garbage collection.
+//!
+//! Layout under the store directory (`rkt --dir`, default `/var/lib/rkt`):
+//! `store.db` (SQLite, WAL), `packs/` (append-only zstd chunk packs), `locks/`, `tmp/`.
+//! See docs/store-format.md for the on-disk format.
 
+mod aci;
+mod chunker;
+mod content;
+pub mod db;
+pub mod decompress;
 pub mod entry;
+pub mod error;
+mod gc;
+mod images;
+mod import;
+mod lock;
+mod pack;
+mod recipe;
+pub mod render;
 pub mod schema;
 pub mod tarstream;
-pub mod render;
+mod tree;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub use content::{VerifyProblem, VerifyReport};
+pub use entry::{Entry, EntryKind, FileId};
+pub use error::{Result, StoreError};
+pub use gc::GcReport;
+pub use images::{ImageInfo, ImageRef};
+pub use import::ImportOutcome;
+
+use error::IoContext;
+
+/// An open image store.
+pub struct Store {
+    dir: PathBuf,
+    db: db::DbPath,
+    conn: Connection,
+    packs: pack::PackReader,
+}
+
+impl Store {
+    /// Open the store in `dir`, creating it if needed.
+    pub fn open(dir: &Path) -> Result<Store> {
+        for sub in ["", "packs", "locks", "tmp"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p)
+                .ctx(|| format!("creating store directory {}", p.display()))?;
+        }
+        let db_path = dir.join("store.db");
+        let conn = db::open(&db_path)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            db: db::DbPath(db_path),
+            conn,
+            packs: pack::PackReader::new(dir.join("packs")),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn packs_dir(&self) -> PathBuf {
+        self.dir.join("packs")
+    }
+
+    /// Lock shared by every writer of new data, exclusive for gc's sweep.
+    fn gc_lock_path(&self) -> PathBuf {
+        self.dir.join("locks").join("gc.lock")
+    }
+}

@@ -1,0 +1,280 @@
+//! Reading file contents back from packs, with every chunk checked against its hash:
+//! export (the exact tar), verification, and the content source for rendering.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha512};
+
+use crate::entry::FileId;
+use crate::error::{IoContext, Result, StoreError};
+use crate::pack::PackReader;
+use crate::recipe::Op;
+use crate::render::{ContentSource, RenderError};
+use crate::Store;
+
+/// Where one chunk of a file lives.
+struct ChunkLoc {
+    id: [u8; 32],
+    pack: String,
+    offset: u64,
+    clen: usize,
+    len: usize,
+    zstd: bool,
+}
+
+/// Reads and checks file contents.
+pub(crate) struct Reader<'a> {
+    conn: &'a Connection,
+    packs: &'a PackReader,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Reader {
+            conn: &store.conn,
+            packs: &store.packs,
+        }
+    }
+
+    fn chunks(&self, file: &FileId) -> Result<Vec<ChunkLoc>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, p.name, c.offset, c.clen, c.len, c.zstd FROM file_chunks f
+                 JOIN chunks c ON c.id = f.chunk_id JOIN packs p ON p.id = c.pack_id
+                 WHERE f.file_id = ?1 ORDER BY f.seq",
+            )
+            .map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
+        let rows = st
+            .query_map([file.as_slice()], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })
+            .map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, pack, offset, clen, len, zstd) =
+                row.map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
+            let id = <[u8; 32]>::try_from(id.as_slice())
+                .map_err(|_| StoreError::Corrupt("chunk id is not 32 bytes".into()))?;
+            out.push(ChunkLoc {
+                id,
+                pack,
+                offset: offset as u64,
+                clen: clen as usize,
+                len: len as usize,
+                zstd,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One chunk's bytes, checked against its BLAKE3 id.
+    fn chunk(&self, c: &ChunkLoc) -> Result<Vec<u8>> {
+        let raw = self.packs.read(&c.pack, c.offset, c.clen)?;
+        let data = if c.zstd {
+            zstd::bulk::decompress(&raw, c.len).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "chunk {} in pack {} does not decompress: {e}",
+                    hex::encode(c.id),
+                    c.pack
+                ))
+            })?
+        } else {
+            raw
+        };
+        if data.len() != c.len || blake3::hash(&data).as_bytes() != &c.id {
+            return Err(StoreError::Corrupt(format!(
+                "chunk {} in pack {} at offset {} does not match its hash",
+                hex::encode(c.id),
+                c.pack,
+                c.offset
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Write a file's whole content, checking every chunk and the file's own hash.
+    pub(crate) fn write_file(
+        &self,
+        file: &FileId,
+        expect_len: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
+        let chunks = self.chunks(file)?;
+        if chunks.is_empty() && file != blake3::hash(b"").as_bytes() {
+            let known = crate::db::exists(
+                self.conn,
+                "SELECT 1 FROM files WHERE id = ?1",
+                file.as_slice(),
+            )
+            .map_err(|e| StoreError::Corrupt(format!("index query: {e}")))?;
+            if !known {
+                return Err(StoreError::Corrupt(format!(
+                    "content {} is missing from the index",
+                    hex::encode(file)
+                )));
+            }
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut n = 0u64;
+        for c in &chunks {
+            let data = self.chunk(c)?;
+            hasher.update(&data);
+            n += data.len() as u64;
+            out.write_all(&data)
+                .ctx(|| "writing file content".to_string())?;
+        }
+        if hasher.finalize().as_bytes() != file || expect_len.is_some_and(|l| l != n) {
+            return Err(StoreError::Corrupt(format!(
+                "content {} does not match its hash",
+                hex::encode(file)
+            )));
+        }
+        Ok(n)
+    }
+}
+
+impl ContentSource for Reader<'_> {
+    fn write_content(
+        &self,
+        file_id: &FileId,
+        out: &mut dyn Write,
+    ) -> std::result::Result<u64, RenderError> {
+        self.write_file(file_id, None, out)
+            .map_err(|e| RenderError::Source(e.to_string()))
+    }
+}
+
+/// A problem `verify` found, named by path.
+#[derive(Debug, Clone)]
+pub struct VerifyProblem {
+    /// `rootfs/...` path (or `manifest`, or the whole image).
+    pub path: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub files: u64,
+    pub bytes: u64,
+    pub problems: Vec<VerifyProblem>,
+}
+
+/// Sink that discards bytes.
+struct Discard;
+impl Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writer that hashes what passes through.
+struct HashWriter<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Sha512,
+    bytes: u64,
+}
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Store {
+    /// Write image `id`'s tar exactly as it was imported; fails (without claiming success) if a
+    /// byte does not match.
+    pub fn export(&mut self, id: &str, out: &mut dyn Write) -> Result<u64> {
+        let recipe = self.recipe(id)?;
+        let reader = Reader::new(self);
+        let mut w = HashWriter {
+            inner: out,
+            hasher: Sha512::new(),
+            bytes: 0,
+        };
+        for op in recipe.ops() {
+            match op? {
+                Op::Skeleton(b) => w.write_all(b).ctx(|| format!("exporting {id}"))?,
+                Op::Content { file_id, len } => {
+                    reader.write_file(&file_id, Some(len), &mut w)?;
+                }
+            }
+        }
+        let got = format!("sha512-{}", hex::encode(w.hasher.finalize()));
+        if got != id {
+            return Err(StoreError::Corrupt(format!(
+                "export of {id} produced {got}"
+            )));
+        }
+        let bytes = w.bytes;
+        self.touch(id)?;
+        Ok(bytes)
+    }
+
+    /// Re-hash every chunk and file of an image, and the rebuilt archive as a whole; report
+    /// damage by path.
+    pub fn verify(&self, id: &str) -> Result<VerifyReport> {
+        let recipe = self.recipe(id)?;
+        let paths = self.paths_by_file(id)?;
+        let reader = Reader::new(self);
+        let mut report = VerifyReport::default();
+        let mut image = HashWriter {
+            inner: &mut Discard,
+            hasher: Sha512::new(),
+            bytes: 0,
+        };
+        for op in recipe.ops() {
+            match op? {
+                Op::Skeleton(b) => image.hasher.update(b),
+                Op::Content { file_id, len } => {
+                    report.files += 1;
+                    match reader.write_file(&file_id, Some(len), &mut image) {
+                        Ok(n) => report.bytes += n,
+                        Err(e) => report.problems.push(VerifyProblem {
+                            path: paths
+                                .get(&file_id)
+                                .map(|p| p.join(", "))
+                                .unwrap_or_else(|| "manifest".into()),
+                            detail: e.to_string(),
+                        }),
+                    }
+                }
+            }
+        }
+        let got = format!("sha512-{}", hex::encode(image.hasher.finalize()));
+        if report.problems.is_empty() && got != id {
+            report.problems.push(VerifyProblem {
+                path: "(archive)".into(),
+                detail: format!("the rebuilt archive hashes to {got}"),
+            });
+        }
+        Ok(report)
+    }
+
+    fn paths_by_file(&self, id: &str) -> Result<HashMap<FileId, Vec<String>>> {
+        let mut map: HashMap<FileId, Vec<String>> = HashMap::new();
+        for e in self.entries(id)? {
+            if let Some(f) = e.file_id {
+                map.entry(f).or_default().push(format!("rootfs/{}", e.path));
+            }
+        }
+        Ok(map)
+    }
+}

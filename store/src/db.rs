@@ -1,0 +1,173 @@
+//! The SQLite index: schema, migrations and connection settings.
+//!
+//! Every connection runs in WAL mode with a long busy timeout, and every write transaction
+//! starts with `BEGIN IMMEDIATE`, so concurrent `rkt` processes queue for the write lock instead
+//! of failing with "database is locked".
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{Result, StoreError};
+
+/// Current schema version; bump it and add a step to [`MIGRATIONS`] for every change.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migration steps: `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE packs (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE,
+    size  INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+    id      BLOB PRIMARY KEY,          -- BLAKE3 of the uncompressed chunk
+    pack_id INTEGER NOT NULL REFERENCES packs(id),
+    offset  INTEGER NOT NULL,
+    clen    INTEGER NOT NULL,          -- bytes in the pack
+    len     INTEGER NOT NULL,          -- uncompressed bytes
+    zstd    INTEGER NOT NULL,          -- 1 if stored zstd-compressed, 0 if raw
+    refs    INTEGER NOT NULL           -- rows of file_chunks that name this chunk
+) WITHOUT ROWID;
+CREATE INDEX chunks_by_pack ON chunks(pack_id);
+CREATE TABLE files (
+    id      BLOB PRIMARY KEY,          -- BLAKE3 of the whole content
+    size    INTEGER NOT NULL,
+    refs    INTEGER NOT NULL           -- content references in image recipes
+) WITHOUT ROWID;
+CREATE TABLE file_chunks (
+    file_id  BLOB NOT NULL,
+    seq      INTEGER NOT NULL,
+    chunk_id BLOB NOT NULL,
+    PRIMARY KEY (file_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE images (
+    id          TEXT PRIMARY KEY,      -- sha512-<128 hex> of the uncompressed tar
+    name        TEXT NOT NULL,
+    version     TEXT,
+    manifest    BLOB NOT NULL,
+    size        INTEGER NOT NULL,      -- bytes of the uncompressed tar
+    import_time INTEGER NOT NULL,      -- unix nanoseconds
+    last_used   INTEGER NOT NULL,      -- unix nanoseconds
+    latest      INTEGER NOT NULL DEFAULT 0,
+    recipe      BLOB NOT NULL          -- zstd-compressed export recipe (see recipe.rs)
+) WITHOUT ROWID;
+CREATE INDEX images_by_name ON images(name);
+CREATE TABLE image_labels (
+    image_id TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (image_id, name)
+) WITHOUT ROWID;
+CREATE TABLE entries (
+    image_id   TEXT NOT NULL,
+    path       TEXT NOT NULL,          -- relative to rootfs; '' is rootfs itself
+    seq        INTEGER NOT NULL,       -- order in the archive
+    kind       TEXT NOT NULL,
+    mode       INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    gid        INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime      INTEGER NOT NULL,
+    mtime_nsec INTEGER NOT NULL,
+    link       TEXT,
+    dev_major  INTEGER NOT NULL,
+    dev_minor  INTEGER NOT NULL,
+    xattrs     BLOB,                   -- JSON [[name, hex value], ...] or NULL
+    file_id    BLOB,
+    sparse     TEXT,                   -- JSON [[offset, len], ...] or NULL
+    PRIMARY KEY (image_id, path)
+) WITHOUT ROWID;
+CREATE INDEX entries_by_file ON entries(file_id);
+CREATE TABLE remotes (
+    url           TEXT PRIMARY KEY,
+    sig_url       TEXT,
+    etag          TEXT,
+    image_id      TEXT NOT NULL,
+    cache_max_age INTEGER,
+    download_time INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];
+
+/// Open (creating and migrating as needed) the index at `path`.
+pub fn open(path: &Path) -> Result<Connection> {
+    let err = |source| StoreError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(600)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(err)?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let err = |source| StoreError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "{} has schema version {version}, newer than this rkt understands ({SCHEMA_VERSION}); use a newer rkt",
+            path.display()
+        )));
+    }
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(err)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    for step in MIGRATIONS.iter().skip(version.max(0) as usize) {
+        tx.execute_batch(step).map_err(err)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+/// Helper to turn rusqlite errors into [`StoreError::Db`] for one database path.
+#[derive(Clone)]
+pub struct DbPath(pub PathBuf);
+
+impl DbPath {
+    pub fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Db {
+            path: self.0.clone(),
+            source,
+        }
+    }
+}
+
+/// Run `f` in one `BEGIN IMMEDIATE` transaction, committing if it succeeds.
+pub fn write_tx<T>(
+    conn: &mut Connection,
+    db: &DbPath,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db.err())?;
+    let value = f(&tx)?;
+    tx.commit().map_err(db.err())?;
+    Ok(value)
+}
+
+/// `SELECT 1 ... LIMIT 1` helper.
+pub fn exists(conn: &Connection, sql: &str, param: impl rusqlite::ToSql) -> rusqlite::Result<bool> {
+    conn.query_row(sql, [param], |_| Ok(()))
+        .optional()
+        .map(|o| o.is_some())
+}

@@ -1,0 +1,222 @@
+//! Garbage collection: remove images unused for a grace period, then — holding the gc lock
+//! exclusively, so no import is deduplicating against what is being removed — drop chunks no
+//! file uses, compact packs whose live share is low, and delete leftovers of interrupted
+//! imports and collections.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use rusqlite::params;
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::pack::{self, PackWriter};
+use crate::{db, lock, Store};
+
+/// A pack is rewritten when less than this share of its bytes is still live.
+const COMPACT_BELOW: f64 = 0.5;
+
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// IDs of the images removed.
+    pub removed_images: Vec<String>,
+    pub chunks_dropped: u64,
+    pub packs_deleted: u64,
+    pub packs_compacted: u64,
+    /// Bytes of pack files freed on disk.
+    pub bytes_freed: u64,
+}
+
+struct PackUse {
+    id: i64,
+    name: String,
+    size: u64,
+    live: u64,
+}
+
+impl Store {
+    /// Remove images not used within `grace`, then reclaim space.
+    pub fn gc(&mut self, grace: Duration) -> Result<GcReport> {
+        let cutoff =
+            crate::images::now_nanos() - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
+        let mut report = GcReport::default();
+        for image in self.list_images()? {
+            if image.last_used < cutoff {
+                match self.remove_image(&image.id) {
+                    Ok(()) | Err(StoreError::ImageNotFound(_)) => {
+                        report.removed_images.push(image.id)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.sweep(&mut report)?;
+        Ok(report)
+    }
+
+    /// Reclaim space of removed images (also what `gc` does after removing images).
+    pub fn sweep(&mut self, report: &mut GcReport) -> Result<()> {
+        let _exclusive = lock::exclusive(&self.gc_lock_path())?;
+        let db = self.db.clone();
+        report.chunks_dropped = db::write_tx(&mut self.conn, &db, |tx| {
+            tx.execute("DELETE FROM chunks WHERE refs <= 0", [])
+                .map_err(db.err())
+                .map(|n| n as u64)
+        })?;
+        for p in self.pack_usage()? {
+            if p.live == 0 {
+                self.delete_pack(&p, report)?;
+            } else if (p.live as f64) < COMPACT_BELOW * p.size as f64 {
+                self.compact_pack(&p, report)?;
+            }
+        }
+        self.remove_orphans(report)?;
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        Ok(())
+    }
+
+    fn pack_usage(&self) -> Result<Vec<PackUse>> {
+        let e = self.db.err();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.id, p.name, p.size, COALESCE(SUM(c.clen), 0) FROM packs p
+                 LEFT JOIN chunks c ON c.pack_id = p.id GROUP BY p.id",
+            )
+            .map_err(&e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(PackUse {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    live: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e)
+    }
+
+    fn delete_pack(&mut self, p: &PackUse, report: &mut GcReport) -> Result<()> {
+        let db = self.db.clone();
+        db::write_tx(&mut self.conn, &db, |tx| {
+            tx.execute("DELETE FROM packs WHERE id = ?1", [p.id])
+                .map_err(db.err())
+                .map(|_| ())
+        })?;
+        let path = self.packs_dir().join(&p.name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(format!("removing {}", path.display()), e)),
+        }
+        report.packs_deleted += 1;
+        report.bytes_freed += p.size;
+        Ok(())
+    }
+
+    /// Copy a pack's live chunks into a new pack, switch the index over in one transaction,
+    /// then delete the old file.
+    fn compact_pack(&mut self, p: &PackUse, report: &mut GcReport) -> Result<()> {
+        let chunks = self.live_chunks(p.id)?;
+        let mut writer = PackWriter::create(self.new_pack_path())?;
+        let mut moved = Vec::with_capacity(chunks.len());
+        for (id, offset, clen) in chunks {
+            let bytes = self.packs.read(&p.name, offset, clen as usize)?;
+            moved.push((id, writer.append(&bytes)?));
+        }
+        let new_size = writer.size();
+        let new_path = writer.finish()?;
+        pack::sync_dir(&self.packs_dir())?;
+        let new_name = new_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let db = self.db.clone();
+        let result = db::write_tx(&mut self.conn, &db, |tx| {
+            let e = db.err();
+            tx.execute(
+                "INSERT INTO packs(name, size) VALUES (?1, ?2)",
+                params![new_name, new_size as i64],
+            )
+            .map_err(&e)?;
+            let new_id = tx.last_insert_rowid();
+            let mut st = tx
+                .prepare_cached("UPDATE chunks SET pack_id = ?2, offset = ?3 WHERE id = ?1")
+                .map_err(&e)?;
+            for (id, offset) in &moved {
+                st.execute(params![id, new_id, *offset as i64])
+                    .map_err(&e)?;
+            }
+            tx.execute("DELETE FROM packs WHERE id = ?1", [p.id])
+                .map_err(&e)?;
+            Ok(())
+        });
+        if let Err(err) = result {
+            let _ = std::fs::remove_file(&new_path);
+            return Err(err);
+        }
+        let old = self.packs_dir().join(&p.name);
+        std::fs::remove_file(&old).ctx(|| format!("removing compacted pack {}", old.display()))?;
+        report.packs_compacted += 1;
+        report.bytes_freed += p.size.saturating_sub(new_size);
+        Ok(())
+    }
+
+    fn live_chunks(&self, pack_id: i64) -> Result<Vec<(Vec<u8>, u64, u64)>> {
+        let e = self.db.err();
+        let mut st = self
+            .conn
+            .prepare("SELECT id, offset, clen FROM chunks WHERE pack_id = ?1 ORDER BY offset")
+            .map_err(&e)?;
+        let rows = st
+            .query_map([pack_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .map_err(&e)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e)
+    }
+
+    /// Pack files the index does not name (an import or compaction killed before its commit,
+    /// or a compaction killed after it), and anything in tmp/.
+    fn remove_orphans(&mut self, report: &mut GcReport) -> Result<()> {
+        let known: HashSet<String> = self.pack_usage()?.into_iter().map(|p| p.name).collect();
+        let dir = self.packs_dir();
+        let listing = std::fs::read_dir(&dir).ctx(|| format!("listing {}", dir.display()))?;
+        let mut sizes: HashMap<String, u64> = HashMap::new();
+        for item in listing {
+            let item = item.ctx(|| format!("listing {}", dir.display()))?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                sizes.insert(name, item.metadata().map(|m| m.len()).unwrap_or(0));
+            }
+        }
+        for (name, size) in sizes {
+            let path = dir.join(&name);
+            tracing::debug!(path = %path.display(), "removing orphaned pack");
+            std::fs::remove_file(&path)
+                .ctx(|| format!("removing orphaned pack {}", path.display()))?;
+            report.bytes_freed += size;
+            report.packs_deleted += 1;
+        }
+        self.clean_tmp()
+    }
+
+    fn clean_tmp(&self) -> Result<()> {
+        let tmp = self.dir.join("tmp");
+        let listing = std::fs::read_dir(&tmp).ctx(|| format!("listing {}", tmp.display()))?;
+        for item in listing.flatten() {
+            let path = item.path();
+            let r = if item.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            r.ctx(|| format!("removing leftover {}", path.display()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,671 @@
+//! Importing an ACI in one streaming pass: decompress, hash the tar (image ID), parse it,
+//! cut file contents into chunks, store new chunks in a fresh pack, and commit everything in
+//! one transaction once the pack is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, Transaction};
+use sha2::{Digest, Sha512};
+
+use crate::aci::{self, Place};
+use crate::chunker::Chunker;
+use crate::entry::{Entry, EntryKind, FileId};
+use crate::error::{IoContext, Result, StoreError};
+use crate::pack::{self, PackWriter};
+use crate::recipe::RecipeBuilder;
+use crate::schema::ImageManifest;
+use crate::tarstream::{self, TarEntry, TarError, TarKind, TarSink};
+use crate::{db, lock, Store};
+
+/// Largest manifest accepted (the spec sets none; this bounds memory on hostile input).
+const MAX_MANIFEST: u64 = 16 << 20;
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct ImportOutcome {
+    /// `sha512-` + 128 hex digits.
+    pub id: String,
+    pub name: String,
+    /// False when the image was already in the store.
+    pub new: bool,
+    /// Uncompressed tar bytes.
+    pub tar_bytes: u64,
+    /// Bytes added to packs.
+    pub stored_bytes: u64,
+}
+
+/// Where a chunk written by this import lives in its pack.
+struct NewChunk {
+    offset: u64,
+    clen: u64,
+    len: u64,
+    zstd: bool,
+}
+
+/// A distinct file content seen in this import.
+struct FileRec {
+    size: u64,
+    chunks: Vec<[u8; 32]>,
+    refs: u64,
+}
+
+/// State of the regular file whose content is streaming.
+struct Current {
+    slot: usize,
+    hasher: blake3::Hasher,
+    chunker: Chunker,
+    chunks: Vec<[u8; 32]>,
+    len: u64,
+    manifest: Option<Vec<u8>>,
+}
+
+struct ImportSink<'a> {
+    conn: &'a Connection,
+    pack: PackWriter,
+    compressor: zstd::bulk::Compressor<'static>,
+    new_chunks: HashMap<[u8; 32], NewChunk>,
+    files: HashMap<FileId, FileRec>,
+    recipe: RecipeBuilder,
+    entries: Vec<Entry>,
+    seen: HashSet<String>,
+    current: Option<Current>,
+    pending_entry: Option<Entry>,
+    manifest: Option<Vec<u8>>,
+    /// The store error behind a `TarError::Sink`, kept whole so that e.g. a full disk is
+    /// reported as such.
+    failure: Option<StoreError>,
+}
+
+impl ImportSink<'_> {
+    fn store_chunk(&mut self, bytes: &[u8]) -> Result<[u8; 32]> {
+        let id = *blake3::hash(bytes).as_bytes();
+        if self.new_chunks.contains_key(&id)
+            || db::exists(
+                self.conn,
+                "SELECT 1 FROM chunks WHERE id = ?1",
+                id.as_slice(),
+            )
+            .map_err(|e| StoreError::Db {
+                path: "store.db".into(),
+                source: e,
+            })?
+        {
+            return Ok(id);
+        }
+        let packed = self
+            .compressor
+            .compress(bytes)
+            .map_err(|e| StoreError::io("compressing a chunk", e))?;
+        let (data, zstd) = if packed.len() < bytes.len() {
+            (&packed[..], true)
+        } else {
+            (bytes, false)
+        };
+        let offset = self.pack.append(data)?;
+        self.new_chunks.insert(
+            id,
+            NewChunk {
+                offset,
+                clen: data.len() as u64,
+                len: bytes.len() as u64,
+                zstd,
+            },
+        );
+        Ok(id)
+    }
+
+    fn begin(&mut self, e: &TarEntry) -> Result<()> {
+        let place = aci::place(&e.path)?;
+        let key = match &place {
+            Place::Manifest => "\0manifest".to_string(),
+            Place::Rootfs(p) => p.clone(),
+        };
+        if !self.seen.insert(key) {
+            return Err(StoreError::InvalidImage(format!(
+                "entry {:?} appears twice in the archive",
+                String::from_utf8_lossy(&e.path)
+            )));
+        }
+        if e.kind == TarKind::Regular {
+            let manifest = match place {
+                Place::Manifest if e.size > MAX_MANIFEST => {
+                    return Err(StoreError::InvalidImage(format!(
+                        "manifest is {} bytes, more than the {MAX_MANIFEST} accepted",
+                        e.size
+                    )))
+                }
+                Place::Manifest => Some(Vec::with_capacity(e.size as usize)),
+                Place::Rootfs(_) => None,
+            };
+            self.current = Some(Current {
+                slot: self.recipe.begin_content(),
+                hasher: blake3::Hasher::new(),
+                chunker: Chunker::new(),
+                chunks: Vec::new(),
+                len: 0,
+                manifest,
+            });
+        } else if place == Place::Manifest {
+            return Err(StoreError::InvalidImage(
+                "`manifest` is not a regular file".into(),
+            ));
+        }
+        if let Place::Rootfs(path) = place {
+            self.pending_entry = Some(self.entry_from_tar(path, e)?);
+        }
+        Ok(())
+    }
+
+    fn entry_from_tar(&self, path: String, e: &TarEntry) -> Result<Entry> {
+        let kind = match e.kind {
+            TarKind::Regular => EntryKind::File,
+            TarKind::Directory => EntryKind::Dir,
+            TarKind::Symlink => EntryKind::Symlink,
+            TarKind::HardLink => EntryKind::HardLink,
+            TarKind::CharDevice => EntryKind::CharDevice,
+            TarKind::BlockDevice => EntryKind::BlockDevice,
+            TarKind::Fifo => EntryKind::Fifo,
+            TarKind::Other(flag) => {
+                return Err(StoreError::InvalidImage(format!(
+                    "entry rootfs/{path} has tar type {:?}, which an image cannot hold",
+                    char::from(flag)
+                )))
+            }
+        };
+        let id32 = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| {
+                StoreError::InvalidImage(format!(
+                    "entry rootfs/{path}: {what} {v} does not fit 32 bits"
+                ))
+            })
+        };
+        let mut entry = Entry {
+            kind,
+            mode: e.mode & 0o7777,
+            uid: id32(e.uid, "uid")?,
+            gid: id32(e.gid, "gid")?,
+            size: if kind == EntryKind::File { e.size } else { 0 },
+            mtime: e.mtime,
+            mtime_nsec: e.mtime_nsec,
+            link: None,
+            dev_major: e.dev_major,
+            dev_minor: e.dev_minor,
+            xattrs: Vec::new(),
+            file_id: None,
+            sparse: e.sparse.clone(),
+            path,
+        };
+        for (name, value) in &e.xattrs {
+            let name = String::from_utf8(name.clone()).map_err(|_| {
+                StoreError::InvalidImage(format!(
+                    "entry rootfs/{}: xattr name is not UTF-8",
+                    entry.path
+                ))
+            })?;
+            entry.xattrs.push((name, value.clone()));
+        }
+        entry.link = match kind {
+            EntryKind::Symlink => Some(self.symlink_target(&entry.path, e)?),
+            EntryKind::HardLink => {
+                let raw = e.link_target.as_deref().unwrap_or_default();
+                let target = aci::hardlink_target(raw, &entry.path)?;
+                self.link_hardlink(&mut entry, &target)?;
+                Some(target)
+            }
+            _ => None,
+        };
+        Ok(entry)
+    }
+
+    fn symlink_target(&self, path: &str, e: &TarEntry) -> Result<String> {
+        let raw = e.link_target.as_deref().unwrap_or_default();
+        String::from_utf8(raw.to_vec()).map_err(|_| {
+            StoreError::InvalidImage(format!(
+                "symlink rootfs/{path} has a target that is not UTF-8"
+            ))
+        })
+    }
+
+    /// A hard link shares its target's content: record the file id and size.
+    fn link_hardlink(&self, entry: &mut Entry, target: &str) -> Result<()> {
+        if let Some(t) = self.entries.iter().rev().find(|x| x.path == target) {
+            entry.file_id = t.file_id;
+            entry.size = t.size;
+            entry.sparse = t.sparse.clone();
+        }
+        Ok(())
+    }
+
+    fn content(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(mut cur) = self.current.take() else {
+            return Err(StoreError::InvalidImage(
+                "content outside a regular file".into(),
+            ));
+        };
+        cur.hasher.update(bytes);
+        cur.len += bytes.len() as u64;
+        if let Some(m) = cur.manifest.as_mut() {
+            m.extend_from_slice(bytes);
+        }
+        let mut chunks = std::mem::take(&mut cur.chunks);
+        let result = cur.chunker.push(bytes, &mut |c: &[u8]| {
+            chunks.push(self.store_chunk(c)?);
+            Ok::<(), StoreError>(())
+        });
+        cur.chunks = chunks;
+        self.current = Some(cur);
+        result
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if let Some(mut cur) = self.current.take() {
+            let mut chunks = std::mem::take(&mut cur.chunks);
+            cur.chunker.finish(&mut |c: &[u8]| {
+                chunks.push(self.store_chunk(c)?);
+                Ok::<(), StoreError>(())
+            })?;
+            let file_id = *cur.hasher.finalize().as_bytes();
+            self.recipe.set_content(cur.slot, file_id, cur.len);
+            let rec = self.files.entry(file_id).or_insert(FileRec {
+                size: cur.len,
+                chunks,
+                refs: 0,
+            });
+            rec.refs += 1;
+            if let Some(e) = self.pending_entry.as_mut() {
+                e.file_id = Some(file_id);
+            }
+            if cur.manifest.is_some() {
+                self.manifest = cur.manifest;
+            }
+        }
+        if let Some(e) = self.pending_entry.take() {
+            self.entries.push(e);
+        }
+        Ok(())
+    }
+}
+
+impl ImportSink<'_> {
+    fn keep(&mut self, r: Result<()>) -> std::result::Result<(), TarError> {
+        r.map_err(|e| {
+            let err = TarError::sink(&e);
+            self.failure = Some(e);
+            err
+        })
+    }
+}
+
+impl TarSink for ImportSink<'_> {
+    fn skeleton(&mut self, bytes: &[u8]) -> std::result::Result<(), TarError> {
+        self.recipe.skeleton(bytes);
+        Ok(())
+    }
+    fn entry(&mut self, entry: &TarEntry) -> std::result::Result<(), TarError> {
+        let r = self.begin(entry);
+        self.keep(r)
+    }
+    fn content(&mut self, bytes: &[u8]) -> std::result::Result<(), TarError> {
+        let r = ImportSink::content(self, bytes);
+        self.keep(r)
+    }
+    fn end_entry(&mut self) -> std::result::Result<(), TarError> {
+        let r = self.end();
+        self.keep(r)
+    }
+}
+
+/// Reader that hashes (SHA-512) and counts everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha512,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Everything parsed from one archive, ready to commit.
+struct Parsed {
+    id: String,
+    manifest_bytes: Vec<u8>,
+    manifest: ImageManifest,
+    entries: Vec<Entry>,
+    files: HashMap<FileId, FileRec>,
+    new_chunks: HashMap<[u8; 32], NewChunk>,
+    recipe: Vec<u8>,
+    tar_bytes: u64,
+}
+
+impl Store {
+    /// Import an ACI (optionally gzip/bzip2/xz/zstd compressed) from `input`.
+    /// `source` names the input in error messages.
+    pub fn import(&mut self, input: impl Read, source: &str) -> Result<ImportOutcome> {
+        let _gc_guard = lock::shared(&self.gc_lock_path())?;
+        let pack_path = self.new_pack_path();
+        let result = self.import_into_pack(input, source, pack_path.clone());
+        if result.is_err() || matches!(result, Ok((_, false))) {
+            let _ = std::fs::remove_file(&pack_path);
+        }
+        result.map(|(o, _)| o)
+    }
+
+    pub(crate) fn new_pack_path(&self) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let name = format!(
+            "{now:x}-{}-{:08x}.pack",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        self.packs_dir().join(name)
+    }
+
+    /// Returns the outcome and whether the pack file is now part of the store.
+    fn import_into_pack(
+        &mut self,
+        input: impl Read,
+        source: &str,
+        pack_path: PathBuf,
+    ) -> Result<(ImportOutcome, bool)> {
+        let pack = PackWriter::create(pack_path)?;
+        let (parsed, pack) = self.parse_archive(input, source, pack)?;
+        let pack_used = !parsed.new_chunks.is_empty();
+        let pack_size = pack.size();
+        let pack_path = pack.finish()?;
+        pack::sync_dir(&self.packs_dir())?;
+        let pack_name = pack_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = parsed.manifest.name.as_str().to_string();
+        let (id, tar_bytes) = (parsed.id.clone(), parsed.tar_bytes);
+        let db = self.db.clone();
+        let new = db::write_tx(&mut self.conn, &db, |tx| {
+            commit(
+                tx,
+                &db,
+                &parsed,
+                pack_used.then_some((pack_name.as_str(), pack_size)),
+            )
+        })?;
+        let stored_bytes = if new && pack_used { pack_size } else { 0 };
+        tracing::debug!(%id, new, tar_bytes, stored_bytes, "import finished");
+        Ok((
+            ImportOutcome {
+                id,
+                name,
+                new,
+                tar_bytes,
+                stored_bytes,
+            },
+            new && pack_used,
+        ))
+    }
+
+    fn parse_archive(
+        &self,
+        input: impl Read,
+        source: &str,
+        pack: PackWriter,
+    ) -> Result<(Parsed, PackWriter)> {
+        let (kind, reader) = crate::decompress::open(input).ctx(|| format!("reading {source}"))?;
+        tracing::debug!(source, compression = kind.name(), "importing");
+        let mut reader = HashingReader {
+            inner: reader,
+            hasher: Sha512::new(),
+            bytes: 0,
+        };
+        let mut sink = ImportSink {
+            conn: &self.conn,
+            pack,
+            compressor: zstd::bulk::Compressor::new(3)
+                .map_err(|e| StoreError::io("starting zstd", e))?,
+            new_chunks: HashMap::new(),
+            files: HashMap::new(),
+            recipe: RecipeBuilder::default(),
+            entries: Vec::new(),
+            seen: HashSet::new(),
+            current: None,
+            pending_entry: None,
+            manifest: None,
+            failure: None,
+        };
+        if let Err(e) = tarstream::parse(&mut reader, &mut sink) {
+            return Err(match sink.failure.take() {
+                Some(StoreError::InvalidImage(msg)) => {
+                    StoreError::InvalidImage(format!("{source}: {msg}"))
+                }
+                Some(failure) => failure,
+                None => tar_error(e, source, kind),
+            });
+        }
+        drain_trailing(&mut reader, &mut sink.recipe, source, kind)?;
+        let manifest_bytes = sink
+            .manifest
+            .take()
+            .ok_or_else(|| StoreError::InvalidImage(format!("{source} has no `manifest` entry")))?;
+        let manifest = ImageManifest::parse(&manifest_bytes)?;
+        if !sink.entries.iter().any(|e| e.path.is_empty()) {
+            if sink.entries.is_empty() {
+                return Err(StoreError::InvalidImage(format!(
+                    "{source} has no `rootfs/` directory"
+                )));
+            }
+            sink.entries.insert(0, implied_rootfs());
+        }
+        aci::check_tree(&sink.entries)?;
+        let id = format!("sha512-{}", hex::encode(reader.hasher.finalize()));
+        let parsed = Parsed {
+            id,
+            manifest_bytes,
+            manifest,
+            entries: std::mem::take(&mut sink.entries),
+            files: std::mem::take(&mut sink.files),
+            new_chunks: std::mem::take(&mut sink.new_chunks),
+            recipe: std::mem::take(&mut sink.recipe).finish()?,
+            tar_bytes: reader.bytes,
+        };
+        Ok((parsed, sink.pack))
+    }
+}
+
+fn implied_rootfs() -> Entry {
+    Entry {
+        path: String::new(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        link: None,
+        dev_major: 0,
+        dev_minor: 0,
+        xattrs: Vec::new(),
+        file_id: None,
+        sparse: None,
+    }
+}
+
+/// Bytes after the tar's end belong to the image ID and must be exported again.
+fn drain_trailing(
+    reader: &mut impl Read,
+    recipe: &mut RecipeBuilder,
+    source: &str,
+    kind: crate::decompress::Compression,
+) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| {
+            StoreError::InvalidImage(format!(
+                "{source}: corrupt or truncated {} stream: {e}",
+                kind.name()
+            ))
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        recipe.skeleton(&buf[..n]);
+    }
+}
+
+/// Say what is wrong with an archive the parser refused.
+fn tar_error(e: TarError, source: &str, kind: crate::decompress::Compression) -> StoreError {
+    match e {
+        TarError::Io { offset, source: io } => StoreError::InvalidImage(format!(
+            "{source}: the {} stream is corrupt or truncated (after {offset} bytes of tar): {io}",
+            kind.name()
+        )),
+        other => StoreError::InvalidImage(format!("{source}: {other}")),
+    }
+}
+
+/// Record the image; returns false (and changes nothing) if it was already stored.
+fn commit(
+    tx: &Transaction<'_>,
+    db: &db::DbPath,
+    p: &Parsed,
+    pack: Option<(&str, u64)>,
+) -> Result<bool> {
+    let e = db.err();
+    if db::exists(tx, "SELECT 1 FROM images WHERE id = ?1", &p.id).map_err(&e)? {
+        return Ok(false);
+    }
+    if let Some((name, size)) = pack {
+        tx.execute(
+            "INSERT INTO packs(name, size) VALUES (?1, ?2)",
+            params![name, size as i64],
+        )
+        .map_err(&e)?;
+        let pack_id = tx.last_insert_rowid();
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT INTO chunks(id, pack_id, offset, clen, len, zstd, refs) VALUES (?1,?2,?3,?4,?5,?6,0)
+                 ON CONFLICT(id) DO NOTHING",
+            )
+            .map_err(&e)?;
+        for (id, c) in &p.new_chunks {
+            ins.execute(params![
+                id.as_slice(),
+                pack_id,
+                c.offset as i64,
+                c.clen as i64,
+                c.len as i64,
+                c.zstd
+            ])
+            .map_err(&e)?;
+        }
+    }
+    commit_files(tx, db, p)?;
+    commit_image(tx, db, p)?;
+    Ok(true)
+}
+
+fn commit_files(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()> {
+    let e = db.err();
+    let mut bump_file = tx
+        .prepare_cached("UPDATE files SET refs = refs + ?2 WHERE id = ?1")
+        .map_err(&e)?;
+    let mut new_file = tx
+        .prepare_cached("INSERT INTO files(id, size, refs) VALUES (?1, ?2, ?3)")
+        .map_err(&e)?;
+    let mut file_chunk = tx
+        .prepare_cached("INSERT INTO file_chunks(file_id, seq, chunk_id) VALUES (?1, ?2, ?3)")
+        .map_err(&e)?;
+    let mut bump_chunk = tx
+        .prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")
+        .map_err(&e)?;
+    for (id, f) in &p.files {
+        if bump_file
+            .execute(params![id.as_slice(), f.refs as i64])
+            .map_err(&e)?
+            > 0
+        {
+            continue;
+        }
+        new_file
+            .execute(params![id.as_slice(), f.size as i64, f.refs as i64])
+            .map_err(&e)?;
+        for (seq, chunk) in f.chunks.iter().enumerate() {
+            file_chunk
+                .execute(params![id.as_slice(), seq as i64, chunk.as_slice()])
+                .map_err(&e)?;
+            if bump_chunk.execute(params![chunk.as_slice()]).map_err(&e)? != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk {} vanished during import; retry the fetch",
+                    hex::encode(chunk)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit_image(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()> {
+    let e = db.err();
+    let now = crate::images::now_nanos();
+    tx.execute(
+        "INSERT INTO images(id, name, version, manifest, size, import_time, last_used, latest, recipe)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7)",
+        params![
+            p.id,
+            p.manifest.name.as_str(),
+            p.manifest.version(),
+            p.manifest_bytes,
+            p.tar_bytes as i64,
+            now,
+            p.recipe
+        ],
+    )
+    .map_err(&e)?;
+    let mut label = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO image_labels(image_id, name, value) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(&e)?;
+    for l in p.manifest.labels.as_slice().iter() {
+        label
+            .execute(params![p.id, l.name.as_str(), l.value])
+            .map_err(&e)?;
+    }
+    let mut ins = tx
+        .prepare_cached(
+            "INSERT INTO entries(image_id, path, seq, kind, mode, uid, gid, size, mtime, mtime_nsec, link,
+                                 dev_major, dev_minor, xattrs, file_id, sparse)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+        )
+        .map_err(&e)?;
+    for (seq, en) in p.entries.iter().enumerate() {
+        ins.execute(params![
+            p.id,
+            en.path,
+            seq as i64,
+            en.kind.code(),
+            en.mode,
+            en.uid,
+            en.gid,
+            en.size as i64,
+            en.mtime,
+            en.mtime_nsec,
+            en.link,
+            en.dev_major,
+            en.dev_minor,
+            crate::images::encode_xattrs(&en.xattrs),
+            en.file_id.as_ref().map(|f| f.as_slice()),
+            en.sparse
+                .as_ref()
+                .map(|s| serde_json::to_string(s).unwrap_or_default()),
+        ])
+        .map_err(&e)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Append-only pack files: the compressed bytes of chunks, one after another.
+//!
+//! A pack starts with an 8-byte magic; each chunk is stored as is (zstd frame or raw bytes).
+//! Where a chunk lives (pack, offset, length) is recorded only in the index, so a pack that
+//! no committed transaction names is garbage that `gc` removes.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{IoContext, Result, StoreError};
+
+pub const PACK_MAGIC: &[u8; 8] = b"RKTPACK1";
+
+/// Writes one new pack file.
+pub struct PackWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+}
+
+impl PackWriter {
+    /// Create `path` (which must not exist) and write the magic.
+    pub fn create(path: PathBuf) -> Result<Self> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ctx(|| format!("creating pack {}", path.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(PACK_MAGIC)
+            .ctx(|| format!("writing pack {}", path.display()))?;
+        Ok(PackWriter {
+            path,
+            out,
+            offset: PACK_MAGIC.len() as u64,
+        })
+    }
+
+    /// Append bytes; returns their offset.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<u64> {
+        let at = self.offset;
+        self.out
+            .write_all(bytes)
+            .ctx(|| format!("writing pack {}", self.path.display()))?;
+        self.offset += bytes.len() as u64;
+        Ok(at)
+    }
+
+    /// Bytes written so far, magic included.
+    pub fn size(&self) -> u64 {
+        self.offset
+    }
+
+    /// Flush and fsync the pack: after this its bytes survive a crash.
+    pub fn finish(self) -> Result<PathBuf> {
+        let path = self.path.clone();
+        let file = self.out.into_inner().map_err(|e| {
+            StoreError::io(format!("writing pack {}", path.display()), e.into_error())
+        })?;
+        file.sync_all()
+            .ctx(|| format!("syncing pack {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// Reads chunk bytes from packs, keeping files open.
+pub struct PackReader {
+    dir: PathBuf,
+    open: Mutex<HashMap<String, std::sync::Arc<File>>>,
+}
+
+impl PackReader {
+    pub fn new(dir: PathBuf) -> Self {
+        PackReader {
+            dir,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn file(&self, pack: &str) -> Result<std::sync::Arc<File>> {
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| StoreError::Corrupt("pack reader lock poisoned".into()))?;
+        if let Some(f) = open.get(pack) {
+            return Ok(f.clone());
+        }
+        let path = self.dir.join(pack);
+        let f = std::sync::Arc::new(
+            File::open(&path).ctx(|| format!("opening pack {}", path.display()))?,
+        );
+        open.insert(pack.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Read `len` bytes at `offset` of `pack`.
+    pub fn read(&self, pack: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let file = self.file(pack)?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::Corrupt(format!(
+                    "pack {pack} is shorter than the index says (wanted {len} bytes at {offset})"
+                ))
+            } else {
+                StoreError::io(format!("reading pack {pack}"), e)
+            }
+        })?;
+        Ok(buf)
+    }
+}
+
+/// fsync a directory so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("syncing directory {}", dir.display()))
+}

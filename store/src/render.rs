@@ -1,1 +1,0 @@
-//! Rendering an image (and its dependencies) into a directory tree.

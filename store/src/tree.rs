@@ -1,0 +1,145 @@
+//! Resolving an image's dependencies in appc's order and rendering or extracting it to a
+//! directory.
+
+use std::path::Path;
+
+use crate::content::Reader;
+use crate::entry::Entry;
+use crate::error::{Result, StoreError};
+use crate::render::{self, Layer, RenderOptions, RenderStats};
+use crate::schema::ImageManifest;
+use crate::Store;
+
+/// Dependency chains deeper than this are treated as cycles.
+const MAX_DEPTH: usize = 64;
+
+/// One image of a flattened dependency list.
+struct Resolved {
+    id: String,
+    manifest: ImageManifest,
+    level: usize,
+}
+
+impl Store {
+    /// The image and its dependencies, flattened in the order appc's acirenderer uses
+    /// (each image's dependencies are inserted right after it, so the last listed comes first).
+    pub fn dependency_list(&self, id: &str) -> Result<Vec<String>> {
+        Ok(self
+            .resolve_dependencies(id)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
+    }
+
+    fn resolve_dependencies(&self, id: &str) -> Result<Vec<Resolved>> {
+        let mut list = vec![Resolved {
+            id: id.to_string(),
+            manifest: self.manifest(id)?,
+            level: 0,
+        }];
+        let mut at = 0;
+        while at < list.len() {
+            let level = list[at].level + 1;
+            if level > MAX_DEPTH {
+                return Err(StoreError::DependencyCycle(id.to_string()));
+            }
+            let deps = list[at].manifest.dependencies.clone();
+            for dep in deps {
+                let dep_id = self.resolve_dependency(&list[at].id, &dep)?;
+                let manifest = self.manifest(&dep_id)?;
+                list.insert(
+                    at + 1,
+                    Resolved {
+                        id: dep_id,
+                        manifest,
+                        level,
+                    },
+                );
+            }
+            at += 1;
+        }
+        Ok(list)
+    }
+
+    fn resolve_dependency(&self, parent: &str, dep: &crate::schema::Dependency) -> Result<String> {
+        let missing = || StoreError::MissingDependency {
+            image: parent.to_string(),
+            name: dep.image_name.as_str().to_string(),
+        };
+        if let Some(dep_id) = dep.image_id.as_ref().filter(|i| i.is_full()) {
+            return self
+                .resolve(dep_id.as_str())
+                .map(|i| i.id)
+                .map_err(|_| missing());
+        }
+        let labels: Vec<(String, String)> = dep
+            .labels
+            .as_slice()
+            .iter()
+            .map(|l| (l.name.as_str().to_string(), l.value.clone()))
+            .collect();
+        Ok(self
+            .find_by_name(dep.image_name.as_str(), &labels)?
+            .ok_or_else(missing)?
+            .id)
+    }
+
+    /// Write the image with its dependencies to `dest` (`manifest` + `rootfs/`, or only the
+    /// rootfs), as a pod would see it.
+    pub fn render_image(
+        &mut self,
+        id: &str,
+        dest: &Path,
+        rootfs_only: bool,
+    ) -> Result<RenderStats> {
+        let images = self.resolve_dependencies(id)?;
+        let entries: Vec<Vec<Entry>> = images
+            .iter()
+            .map(|r| self.entries(&r.id))
+            .collect::<Result<_>>()?;
+        let layers: Vec<Layer<'_>> = images
+            .iter()
+            .zip(&entries)
+            .map(|(r, e)| Layer {
+                image_id: r.id.clone(),
+                entries: e,
+                path_whitelist: r.manifest.path_whitelist.clone(),
+            })
+            .collect();
+        let levels: Vec<u16> = images.iter().map(|r| r.level as u16).collect();
+        let opts = RenderOptions {
+            rootfs_only,
+            apply_whitelist: true,
+            manifest: Some(self.manifest_bytes(id)?),
+        };
+        let stats =
+            render::render_with_levels(&layers, Some(&levels), dest, &opts, &Reader::new(self))?;
+        for r in &images {
+            self.touch(&r.id)?;
+        }
+        Ok(stats)
+    }
+
+    /// Write the image alone, as stored, to `dest`.
+    pub fn extract_image(
+        &mut self,
+        id: &str,
+        dest: &Path,
+        rootfs_only: bool,
+    ) -> Result<RenderStats> {
+        let entries = self.entries(id)?;
+        let layers = [Layer {
+            image_id: id.to_string(),
+            entries: &entries,
+            path_whitelist: Vec::new(),
+        }];
+        let opts = RenderOptions {
+            rootfs_only,
+            apply_whitelist: false,
+            manifest: Some(self.manifest_bytes(id)?),
+        };
+        let stats = render::render(&layers, dest, &opts, &Reader::new(self))?;
+        self.touch(id)?;
+        Ok(stats)
+    }
+}
