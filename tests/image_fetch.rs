@@ -298,3 +298,59 @@ fn identical_files_are_stored_once() {
     );
     assert_exact_export(&store, &id, &fs::read(&aci).unwrap(), tmp.path(), "twins");
 }
+
+/// The archives really exercise what the export tests claim to cover.
+#[test]
+fn fixtures_have_the_intended_tar_features() {
+    let tmp = TempDir::new().unwrap();
+    let layout = tmp.path().join("layout");
+    build_layout(&layout, "example.com/busybox", Some("1.35.0"));
+    let mut all = actool_archives(&layout, tmp.path());
+    all.extend(gnu_tar_archives(&layout, tmp.path()));
+    all.extend(python_archives(&layout, tmp.path()));
+    let get = |name: &str| {
+        let p = tmp.path().join(name);
+        assert!(
+            all.iter().any(|(_, q)| *q == p),
+            "{name} is one of the archives"
+        );
+        decompress(&p)
+    };
+    let has = |data: &[u8], what: &[u8]| data.windows(what.len()).any(|w| w == what);
+    // a tar header block of type `t` (data blocks hardly have "ustar" at offset 257)
+    let has_type = |data: &[u8], t: u8| {
+        data.chunks(512)
+            .any(|h| h.len() == 512 && &h[257..262] == b"ustar" && h[156] == t)
+    };
+    let gnu = get("gnu.tar");
+    assert!(
+        has(&gnu, b"././@LongLink"),
+        "GNU format has long-name entries"
+    );
+    let sparse = get("gnu-sparse.tar");
+    assert!(
+        has_type(&sparse, b'S'),
+        "GNU tar -S has a sparse (type S) entry"
+    );
+    assert!(
+        sparse.len() < gnu.len(),
+        "the sparse archive is smaller than the dense one"
+    );
+    let posix = get("posix-sparse-xattrs.tar");
+    assert!(has(&posix, b"GNU.sparse"), "PAX sparse headers");
+    assert!(has(&posix, b"SCHILY.xattr.user.rkt.test"), "PAX xattr");
+    assert!(
+        has(&get("python-pax.aci"), b"mtime=1600000000.25"),
+        "python PAX has a fractional mtime"
+    );
+    for name in ["gnu.tar", "python-gnu.aci", "actool-plain.aci"] {
+        let data = get(name);
+        assert!(has_type(&data, b'3'), "{name} has a char device");
+        assert!(has_type(&data, b'6'), "{name} has a fifo");
+        assert!(has_type(&data, b'1'), "{name} has a hard link");
+    }
+    assert!(
+        has(&get("actool.aci"), "ünïcødé".as_bytes()),
+        "non-ASCII names"
+    );
+}

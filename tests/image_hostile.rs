@@ -256,3 +256,30 @@ fn full_disk_fails_cleanly() {
     let id = fetch(&store, &small_aci);
     rkt_ok(&store, &["image", "verify", &id]);
 }
+
+/// An error message says each thing once: no cause repeated in its own chain
+/// (`invalid name "BAR": ...: invalid name "BAR": ...`).
+#[test]
+fn rejection_messages_do_not_repeat_themselves() {
+    let tmp = TempDir::new().unwrap();
+    let store = tmp.path().join("store");
+    let mut failures = Vec::new();
+    for case in ["not-json", "bad-name", "bad-ackind", "dotdot", "duplicate"] {
+        let aci = tmp.path().join(format!("{case}.aci"));
+        hostile_aci(case, &aci, "/nonexistent");
+        let o = rkt(
+            &store,
+            &["--insecure-options=image", "fetch", aci.to_str().unwrap()],
+        );
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let parts: Vec<&str> = err.trim().split(": ").filter(|p| p.len() >= 12).collect();
+        if let Some(p) = parts
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| parts[i + 1..].contains(p).then_some(p))
+        {
+            failures.push(format!("{case}: {p:?} is said twice in: {err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -135,7 +135,12 @@ pub fn list_ids(dir: &Path) -> Vec<String> {
 
 /// Export IMAGE to a file in `tmp` and return the exported bytes.
 pub fn export(dir: &Path, image: &str, tmp: &Path) -> Vec<u8> {
-    let out = tmp.join(format!("export-{}.aci", &image[..image.len().min(30)]));
+    let safe: String = image
+        .chars()
+        .take(40)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let out = tmp.join(format!("export-{safe}.aci"));
     let _ = fs::remove_file(&out);
     rkt_ok(
         dir,
