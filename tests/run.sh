@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Run every test of rkt-in-Rust on a fresh Debian bookworm machine, as root:
+#
+#     bash tests/run.sh
+#
+# Installs what the tests need with apt-get, then runs rustfmt, clippy and the whole test suite
+# (unit tests and the integration tests under tests/, which drive the real `rkt` binary).
+# Set RKT_TESTS_NO_APT=1 to skip the apt-get step on a machine that already has the packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "tests/run.sh: $*" >&2; exit 1; }
+step() { printf '\n==> %s\n' "$*"; }
+
+[ "$(id -u)" = 0 ] || die "run as root: the tests mount tmpfs, create devices and chown files"
+
+PACKAGES=(
+    appc-spec      # actool build: reference ACIs
+    busybox-static # the rootfs of the test images
+    python3        # tarfile: USTAR/GNU/PAX and hostile archives
+    tar gzip bzip2 xz-utils
+    attr           # setfattr/getfattr: xattrs in images
+    coreutils findutils util-linux # du, find, mount/umount
+    build-essential pkg-config # C compilers for bundled SQLite, zstd, lzma
+)
+if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
+    step "apt-get install ${PACKAGES[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q || die "apt-get update failed"
+    apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" \
+        || die "apt-get install failed"
+fi
+
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount; do
+    command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
+done
+[ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
+file_out=$(head -c 4 /bin/busybox | od -An -c | tr -d ' ')
+[ "$file_out" = "177ELF" ] || die "/bin/busybox is not an ELF binary"
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check || die "formatting differs: run cargo fmt --all"
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems"
+
+step "cargo test --workspace"
+# Integration tests run real rkt processes, some large (crash and concurrency tests):
+# two test threads per binary keep the 2-core CI machine busy without starving timers.
+cargo test --workspace --no-fail-fast -- --test-threads=2 || die "tests failed (see above)"
+
+step "all tests passed"
