@@ -124,7 +124,7 @@ struct State {
 fn run(rx: Receiver<Work>, pack: PackWriter, db_path: &std::path::Path) -> Result<Written> {
     let db_err = |source| StoreError::Db {
         path: db_path.to_path_buf(),
-        source,
+        error: source,
     };
     let conn =
         Connection::open_with_flags(db_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_err)?;
@@ -169,7 +169,7 @@ impl State {
         )
         .map_err(|source| StoreError::Db {
             path: self.db_path.clone(),
-            source,
+            error: source,
         })
     }
 

@@ -94,7 +94,7 @@ CREATE TABLE remotes (
 pub fn open(path: &Path) -> Result<Connection> {
     let err = |source| StoreError::Db {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(600)).map_err(err)?;
@@ -111,7 +111,7 @@ pub fn open(path: &Path) -> Result<Connection> {
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let err = |source| StoreError::Db {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -146,7 +146,7 @@ impl DbPath {
     pub fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Db {
             path: self.0.clone(),
-            source,
+            error: source,
         }
     }
 }

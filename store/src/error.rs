@@ -4,26 +4,24 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{context}: {source}")]
+    // Causes are part of the messages (not `#[source]`), so that printing the error chain
+    // does not say them twice.
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("store database {path}: {source}")]
+    #[error("store database {path}: {error}")]
     Db {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("no space left on device while {0}; free some space (for example `rkt image gc`) and retry — nothing was stored")]
     NoSpace(String),
     #[error("invalid image archive: {0}")]
     InvalidImage(String),
     #[error("invalid image manifest: {0}")]
-    InvalidManifest(#[from] crate::schema::SchemaError),
-    #[error("reading image archive: {0}")]
-    Tar(#[from] crate::tarstream::TarError),
+    InvalidManifest(crate::schema::SchemaError),
     #[error("no image matches {0:?}; `rkt image list` shows the images in the store")]
     ImageNotFound(String),
     #[error("image reference {reference:?} is ambiguous; it matches:\n{candidates}")]
@@ -43,6 +41,12 @@ pub enum StoreError {
     Render(#[from] crate::render::RenderError),
 }
 
+impl From<crate::schema::SchemaError> for StoreError {
+    fn from(e: crate::schema::SchemaError) -> Self {
+        StoreError::InvalidManifest(e)
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
@@ -51,7 +55,10 @@ impl StoreError {
         let context = context.into();
         match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::NoSpace(context),
-            _ => StoreError::Io { context, source },
+            _ => StoreError::Io {
+                context,
+                error: source,
+            },
         }
     }
 }

@@ -360,7 +360,8 @@ impl Store {
         source: &str,
         pack: PackWriter,
     ) -> Result<(Parsed, PackWriter)> {
-        let (kind, reader) = crate::decompress::open(input).ctx(|| format!("reading {source}"))?;
+        let (kind, reader) =
+            crate::decompress::open(input).ctx(|| "reading the archive".to_string())?;
         tracing::debug!(source, compression = kind.name(), "importing");
         let mut reader = HashingReader {
             inner: reader,
@@ -381,24 +382,20 @@ impl Store {
         };
         if let Err(e) = tarstream::parse(&mut reader, &mut sink) {
             return Err(match sink.failure.take() {
-                Some(StoreError::InvalidImage(msg)) => {
-                    StoreError::InvalidImage(format!("{source}: {msg}"))
-                }
                 Some(failure) => failure,
-                None => tar_error(e, source, kind),
+                None => tar_error(e, kind),
             });
         }
-        drain_trailing(&mut reader, &mut sink.recipe, source, kind)?;
-        let manifest_bytes = sink
-            .manifest
-            .take()
-            .ok_or_else(|| StoreError::InvalidImage(format!("{source} has no `manifest` entry")))?;
+        drain_trailing(&mut reader, &mut sink.recipe, kind)?;
+        let manifest_bytes = sink.manifest.take().ok_or_else(|| {
+            StoreError::InvalidImage("the archive has no `manifest` entry".to_string())
+        })?;
         let manifest = ImageManifest::parse(&manifest_bytes)?;
         let mut entries = std::mem::take(&mut sink.entries);
         if !entries.iter().any(|e| e.path.is_empty()) {
             if entries.is_empty() {
                 return Err(StoreError::InvalidImage(format!(
-                    "{source} has no `rootfs/` directory"
+                    "the archive has no `rootfs/` directory"
                 )));
             }
             entries.insert(0, implied_rootfs());
@@ -451,14 +448,13 @@ fn implied_rootfs() -> Entry {
 fn drain_trailing(
     reader: &mut impl Read,
     recipe: &mut RecipeBuilder,
-    source: &str,
     kind: crate::decompress::Compression,
 ) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = reader.read(&mut buf).map_err(|e| {
             StoreError::InvalidImage(format!(
-                "{source}: corrupt or truncated {} stream: {e}",
+                "the {} stream is corrupt or truncated: {e}",
                 kind.name()
             ))
         })?;
@@ -470,13 +466,13 @@ fn drain_trailing(
 }
 
 /// Say what is wrong with an archive the parser refused.
-fn tar_error(e: TarError, source: &str, kind: crate::decompress::Compression) -> StoreError {
+fn tar_error(e: TarError, kind: crate::decompress::Compression) -> StoreError {
     match e {
         TarError::Io { offset, source: io } => StoreError::InvalidImage(format!(
-            "{source}: the {} stream is corrupt or truncated (after {offset} bytes of tar): {io}",
+            "the {} stream is corrupt or truncated (after {offset} bytes of tar): {io}",
             kind.name()
         )),
-        other => StoreError::InvalidImage(format!("{source}: {other}")),
+        other => StoreError::InvalidImage(other.to_string()),
     }
 }
 

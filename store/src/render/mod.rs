@@ -93,11 +93,11 @@ pub enum RenderError {
     #[error("content source: {0}")]
     Source(String),
     /// A filesystem operation failed.
-    #[error("{path}: {source}")]
+    /// (The cause is part of the message, not a `#[source]`, so error chains say it once.)
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The image would make the renderer write through a symlink, a non-directory, or outside
     /// the destination.
@@ -131,7 +131,7 @@ impl RenderError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: impl Into<std::io::Error>) -> Self {
         RenderError::Io {
             path: path.into(),
-            source: source.into(),
+            error: source.into(),
         }
     }
 }
