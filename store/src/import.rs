@@ -394,9 +394,9 @@ impl Store {
         let mut entries = std::mem::take(&mut sink.entries);
         if !entries.iter().any(|e| e.path.is_empty()) {
             if entries.is_empty() {
-                return Err(StoreError::InvalidImage(format!(
-                    "the archive has no `rootfs/` directory"
-                )));
+                return Err(StoreError::InvalidImage(
+                    "the archive has no `rootfs/` directory".into(),
+                ));
             }
             entries.insert(0, implied_rootfs());
         }
