@@ -230,7 +230,7 @@ fn verify(store: &Store, images: &[String]) -> Result<u8> {
 }
 
 fn gc(store: &mut Store, grace: std::time::Duration) -> Result<u8> {
-    let report = store.gc(grace)?;
+    let report = store.gc(grace, &Default::default())?;
     for id in &report.removed_images {
         eprintln!("rkt: successfully removed aci for image ID: {id:?}");
     }

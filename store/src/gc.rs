@@ -24,6 +24,8 @@ pub struct GcReport {
     pub packs_compacted: u64,
     /// Bytes of pack files freed on disk.
     pub bytes_freed: u64,
+    /// Rendered trees removed (of removed images, or left half-written).
+    pub trees_removed: u64,
 }
 
 struct PackUse {
@@ -34,13 +36,14 @@ struct PackUse {
 }
 
 impl Store {
-    /// Remove images not used within `grace`, then reclaim space.
-    pub fn gc(&mut self, grace: Duration) -> Result<GcReport> {
+    /// Remove images not used within `grace` (except those in `keep`, e.g. images of existing
+    /// pods), then reclaim space.
+    pub fn gc(&mut self, grace: Duration, keep: &HashSet<String>) -> Result<GcReport> {
         let cutoff =
             crate::images::now_nanos() - i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
         let mut report = GcReport::default();
         for image in self.list_images()? {
-            if image.last_used < cutoff {
+            if image.last_used < cutoff && !keep.contains(&image.id) {
                 match self.remove_image(&image.id) {
                     Ok(()) | Err(StoreError::ImageNotFound(_)) => {
                         report.removed_images.push(image.id)
@@ -70,6 +73,8 @@ impl Store {
             }
         }
         self.remove_orphans(report)?;
+        let live: HashSet<String> = self.list_images()?.into_iter().map(|i| i.id).collect();
+        report.trees_removed = self.remove_stale_trees(&live)?;
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         Ok(())
     }

@@ -143,3 +143,78 @@ impl Store {
         Ok(stats)
     }
 }
+
+/// Marker written inside a tree directory once it is complete.
+const RENDERED_MARKER: &str = ".rkt-rendered";
+
+impl Store {
+    fn trees_dir(&self) -> std::path::PathBuf {
+        self.dir.join("trees")
+    }
+
+    /// Directory of an image's shared rendered tree (`manifest` + `rootfs/`), whether or not
+    /// it exists yet.
+    pub fn tree_dir(&self, id: &str) -> std::path::PathBuf {
+        self.trees_dir().join(id.trim_start_matches("sha512-"))
+    }
+
+    /// The image rendered with its dependencies, once, under `trees/`, shared read-only by
+    /// every pod of that image (as an overlayfs lower directory). Concurrent callers wait for
+    /// one render; a render killed half way is redone.
+    pub fn rendered_tree(&mut self, id: &str) -> Result<std::path::PathBuf> {
+        let trees = self.trees_dir();
+        std::fs::create_dir_all(&trees)
+            .map_err(|e| StoreError::io(format!("creating {}", trees.display()), e))?;
+        let dir = self.tree_dir(id);
+        let key = id.trim_start_matches("sha512-");
+        let _lock =
+            crate::lock::exclusive(&self.dir.join("locks").join(format!("tree-{key}.lock")))?;
+        if dir.join(RENDERED_MARKER).exists() {
+            self.touch(id)?;
+            return Ok(dir);
+        }
+        let staged = trees.join(format!(".{key}.tmp-{}", std::process::id()));
+        for stale in [&dir, &staged] {
+            remove_dir_if_exists(stale)?;
+        }
+        if let Err(e) = self.render_image(id, &staged, false) {
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(e);
+        }
+        std::fs::write(staged.join(RENDERED_MARKER), id)
+            .map_err(|e| StoreError::io(format!("marking {} rendered", staged.display()), e))?;
+        std::fs::rename(&staged, &dir)
+            .map_err(|e| StoreError::io(format!("publishing {}", dir.display()), e))?;
+        crate::pack::sync_dir(&trees)?;
+        Ok(dir)
+    }
+
+    /// Remove rendered trees of images no longer in the store, and half-written ones.
+    pub(crate) fn remove_stale_trees(
+        &self,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<u64> {
+        let trees = self.trees_dir();
+        let Ok(listing) = std::fs::read_dir(&trees) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for item in listing.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let complete = item.path().join(RENDERED_MARKER).exists();
+            if name.starts_with('.') || !complete || !live.contains(&format!("sha512-{name}")) {
+                remove_dir_if_exists(&item.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(format!("removing {}", dir.display()), e)),
+    }
+}

@@ -190,7 +190,9 @@ fn gc_reclaims_and_compacts_without_touching_live_images() {
     let full = packs_size(store_dir.path());
 
     store.remove_image(&a.id).unwrap();
-    let report = store.gc(std::time::Duration::from_secs(3600)).unwrap();
+    let report = store
+        .gc(std::time::Duration::from_secs(3600), &Default::default())
+        .unwrap();
     assert!(report.removed_images.is_empty(), "b was used just now");
     assert!(
         report.packs_compacted >= 1,
@@ -209,7 +211,9 @@ fn gc_reclaims_and_compacts_without_touching_live_images() {
 
     // A leftover pack from a killed import is collected.
     std::fs::write(store_dir.path().join("packs/killed.pack"), b"RKTPACK1junk").unwrap();
-    store.gc(std::time::Duration::ZERO).unwrap();
+    store
+        .gc(std::time::Duration::ZERO, &Default::default())
+        .unwrap();
     assert!(store.list_images().unwrap().is_empty());
     assert_eq!(
         std::fs::read_dir(store_dir.path().join("packs"))
@@ -217,4 +221,51 @@ fn gc_reclaims_and_compacts_without_touching_live_images() {
             .count(),
         0
     );
+}
+
+#[test]
+fn rendered_trees_are_shared_and_collected() {
+    let src = tempfile::tempdir().unwrap();
+    write_layout(
+        src.path(),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/tree"}"#,
+        &[("etc/hello", b"hello\n")],
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(store_dir.path()).unwrap();
+    let id = store.import(&tar(src.path())[..], "tree").unwrap().id;
+    let first = store.rendered_tree(&id).unwrap();
+    assert_eq!(
+        std::fs::read(first.join("rootfs/etc/hello")).unwrap(),
+        b"hello\n"
+    );
+    assert!(first.join("manifest").is_file());
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(&first.join("rootfs/etc/hello"));
+    let second = store.rendered_tree(&id).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        ino(&second.join("rootfs/etc/hello")),
+        before,
+        "the tree is rendered once"
+    );
+
+    // A half-written tree (no marker) is redone, not used.
+    std::fs::remove_file(first.join(".rkt-rendered")).unwrap();
+    std::fs::write(first.join("rootfs/etc/hello"), b"tampered").unwrap();
+    let third = store.rendered_tree(&id).unwrap();
+    assert_eq!(
+        std::fs::read(third.join("rootfs/etc/hello")).unwrap(),
+        b"hello\n"
+    );
+
+    // An image in use survives gc; once removed, its tree goes too.
+    let keep = std::iter::once(id.clone()).collect();
+    store.gc(std::time::Duration::ZERO, &keep).unwrap();
+    assert!(third.exists());
+    let report = store
+        .gc(std::time::Duration::ZERO, &Default::default())
+        .unwrap();
+    assert_eq!(report.removed_images, vec![id]);
+    assert!(!third.exists(), "tree of a removed image is collected");
 }
