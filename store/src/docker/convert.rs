@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(m["app"]["group"], "daemon");
         assert_eq!(m["app"]["mountPoints"], json!([{"name":"volume-data","path":"/data"}]));
         assert_eq!(m["app"]["ports"], json!([{"name":"80-tcp","protocol":"tcp","port":80}]));
-        assert_eq!(m["annotations"][3], json!({"name":"appc.io/docker/registryurl","value":"registry-1.docker.io"}));
+        assert_eq!(m["annotations"][2], json!({"name":"appc.io/docker/registryurl","value":"registry-1.docker.io"}));
         assert_eq!(aci_name("127.0.0.1:5000", "test/img").unwrap(), "127.0.0.1_5000/test/img");
     }
 }

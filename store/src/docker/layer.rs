@@ -479,3 +479,14 @@ impl std::io::Write for Sha256Writer<'_> {
         self.inner.flush()
     }
 }
+
+/// Held by a pull from its first layer to its image's commit: gc's sweep (which drops layers
+/// no image uses yet) waits for it.
+pub struct ImportGuard(#[allow(dead_code)] crate::lock::FileLock);
+
+impl Store {
+    /// Keep gc from sweeping while a layered image is being pulled.
+    pub fn import_guard(&self) -> Result<ImportGuard> {
+        Ok(ImportGuard(lock::shared(&self.gc_lock_path())?))
+    }
+}

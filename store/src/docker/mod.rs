@@ -10,4 +10,4 @@ mod squash;
 mod tarwrite;
 
 pub use convert::{DockerImage, Platform};
-pub use layer::{LayerInfo, LayerOutcome};
+pub use layer::{ImportGuard, LayerInfo, LayerOutcome};
