@@ -51,7 +51,8 @@ impl Container {
             .entries()
             .map_err(io(format!("reading {} as a tar archive", path.display())))?;
         for entry in entries {
-            let entry = entry.map_err(io(format!("reading {} as a tar archive", path.display())))?;
+            let entry =
+                entry.map_err(io(format!("reading {} as a tar archive", path.display())))?;
             if !entry.header().entry_type().is_file() {
                 continue;
             }
@@ -73,7 +74,9 @@ impl Container {
     fn has(&self, name: &str) -> bool {
         match self {
             Container::Dir(d) => member_name(name).is_some_and(|n| d.join(n).is_file()),
-            Container::Tar { members, .. } => member_name(name).is_some_and(|n| members.contains_key(&n)),
+            Container::Tar { members, .. } => {
+                member_name(name).is_some_and(|n| members.contains_key(&n))
+            }
         }
     }
 
@@ -104,10 +107,14 @@ impl Container {
     fn read_small(&self, name: &str) -> Result<Vec<u8>> {
         let (r, size) = self.open_member(name)?;
         if size > MAX_JSON {
-            return Err(DockerError::Image(format!("{name} is {size} bytes, too large for metadata")));
+            return Err(DockerError::Image(format!(
+                "{name} is {size} bytes, too large for metadata"
+            )));
         }
         let mut out = Vec::new();
-        r.take(MAX_JSON).read_to_end(&mut out).map_err(io(format!("reading {name}")))?;
+        r.take(MAX_JSON)
+            .read_to_end(&mut out)
+            .map_err(io(format!("reading {name}")))?;
         Ok(out)
     }
 
@@ -134,13 +141,16 @@ pub fn is_docker_archive(path: &Path) -> bool {
         return path.join("oci-layout").is_file() || path.join("manifest.json").is_file();
     }
     let mut head = [0u8; 512];
-    let ok = File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok();
+    let ok = File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok();
     if !ok || &head[257..262] != b"ustar" {
         return false;
     }
     match Container::open(path) {
         Ok(c) => {
-            !c.has("manifest") && (c.has("manifest.json") || c.has("repositories") || c.has("oci-layout"))
+            !c.has("manifest")
+                && (c.has("manifest.json") || c.has("repositories") || c.has("oci-layout"))
         }
         Err(_) => false,
     }
@@ -156,7 +166,11 @@ fn archive_err(path: &Path, msg: impl Into<String>) -> DockerError {
 /// A legacy layer ID: `^(\w+:)?[A-Fa-f0-9]+$` (docker2aci's CVE-2016-8579 check).
 fn valid_layer_id(id: &str) -> bool {
     let hexpart = match id.split_once(':') {
-        Some((alg, h)) if !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => h,
+        Some((alg, h))
+            if !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            h
+        }
         Some(_) => return false,
         None => id,
     };
@@ -166,7 +180,11 @@ fn valid_layer_id(id: &str) -> bool {
 /// Name and tag of a `repo:tag` as docker2aci names archive images (no registry unless given).
 fn split_repo_tag(text: &str) -> Result<(String, String, Option<String>)> {
     let r = DockerRef::parse(text)?;
-    let registry = if r.explicit_registry { r.registry } else { String::new() };
+    let registry = if r.explicit_registry {
+        r.registry
+    } else {
+        String::new()
+    };
     Ok((registry, r.repository, r.tag))
 }
 
@@ -217,7 +235,10 @@ impl ArchiveSource {
                 items
                     .iter()
                     .filter(|(n, _)| {
-                        n == w || norm.as_ref().is_some_and(|x| DockerRef::parse(n).ok().as_ref() == Some(x))
+                        n == w
+                            || norm
+                                .as_ref()
+                                .is_some_and(|x| DockerRef::parse(n).ok().as_ref() == Some(x))
                     })
                     .collect()
             }
@@ -230,7 +251,11 @@ impl ArchiveSource {
                 format!(
                     "has no image {:?}; it has: {}",
                     want.unwrap_or_default(),
-                    items.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    items
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
             [] => Err(archive_err(&self.path, format!("holds no {what}"))),
@@ -238,13 +263,25 @@ impl ArchiveSource {
                 &self.path,
                 format!(
                     "holds several images; choose one with --image: {}",
-                    items.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    items
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
     }
 
-    fn image(&self, registry: String, repository: String, tag: Option<String>, config: Value, top: Option<String>, hash: Option<String>) -> DockerImage {
+    fn image(
+        &self,
+        registry: String,
+        repository: String,
+        tag: Option<String>,
+        config: Value,
+        top: Option<String>,
+        hash: Option<String>,
+    ) -> DockerImage {
         DockerImage {
             registry,
             repository,
@@ -291,7 +328,10 @@ impl ArchiveSource {
         let diff_ids = manifest::diff_ids(&config);
         if let Some(ids) = &diff_ids {
             if ids.len() != layer_names.len() {
-                return Err(archive_err(&self.path, "the config's diff IDs and the layer list differ in length"));
+                return Err(archive_err(
+                    &self.path,
+                    "the config's diff IDs and the layer list differ in length",
+                ));
             }
         }
         let mut layers = Vec::new();
@@ -321,7 +361,14 @@ impl ArchiveSource {
         let mut items = Vec::new();
         for (repo, tags) in repos {
             for (tag, id) in tags.as_object().into_iter().flatten() {
-                items.push((format!("{repo}:{tag}"), (repo.clone(), tag.clone(), id.as_str().unwrap_or_default().to_string())));
+                items.push((
+                    format!("{repo}:{tag}"),
+                    (
+                        repo.clone(),
+                        tag.clone(),
+                        id.as_str().unwrap_or_default().to_string(),
+                    ),
+                ));
             }
         }
         let (repo, tag, top) = self.choose(&items, "image")?.clone();
@@ -331,13 +378,23 @@ impl ArchiveSource {
         let mut top_json = Value::Null;
         loop {
             if !valid_layer_id(&id) {
-                return Err(archive_err(&self.path, format!("layer ID {id:?} is invalid (IDs are hex digits)")));
+                return Err(archive_err(
+                    &self.path,
+                    format!("layer ID {id:?} is invalid (IDs are hex digits)"),
+                ));
             }
             if !seen.insert(id.clone()) {
-                return Err(archive_err(&self.path, format!("layer {id} is its own ancestor: the layer chain loops")));
+                return Err(archive_err(
+                    &self.path,
+                    format!("layer {id} is its own ancestor: the layer chain loops"),
+                ));
             }
             let json = self.container.json(&format!("{id}/json"))?;
-            let parent = json.get("parent").and_then(Value::as_str).unwrap_or_default().to_string();
+            let parent = json
+                .get("parent")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if top_json.is_null() {
                 top_json = json;
             }
@@ -360,7 +417,17 @@ impl ArchiveSource {
         let (registry, repository, _) = split_repo_tag(&repo)?;
         let top_digest = layers.last().map(|l| l.digest.clone());
         Ok(Resolved {
-            image: self.image(registry, repository, Some(tag), top_json, top_digest, Some(format!("sha256:{}", top.rsplit(':').next().unwrap_or_default()))),
+            image: self.image(
+                registry,
+                repository,
+                Some(tag),
+                top_json,
+                top_digest,
+                Some(format!(
+                    "sha256:{}",
+                    top.rsplit(':').next().unwrap_or_default()
+                )),
+            ),
             layers,
         })
     }
@@ -381,9 +448,17 @@ impl ArchiveSource {
         };
         let named: Vec<(String, manifest::Descriptor)> = items
             .iter()
-            .map(|d| (d.ref_name.clone().unwrap_or_else(|| d.digest.clone()), d.clone()))
+            .map(|d| {
+                (
+                    d.ref_name.clone().unwrap_or_else(|| d.digest.clone()),
+                    d.clone(),
+                )
+            })
             .collect();
-        let chosen = if self.image.is_none() && items.iter().any(|d| d.platform.is_some()) && named.len() > 1 {
+        let chosen = if self.image.is_none()
+            && items.iter().any(|d| d.platform.is_some())
+            && named.len() > 1
+        {
             manifest::select_platform(&what, &items, &self.platform)?.clone()
         } else {
             self.choose(&named, "image")?.clone()
@@ -395,24 +470,36 @@ impl ArchiveSource {
             bytes = self.container.read_small(&Self::blob_name(&desc.digest)?)?;
             manifest::verify(&what, &desc.digest, &bytes)?;
             match manifest::parse(&what, &bytes, Some(&desc.media_type))? {
-                Parsed::Index(inner) => desc = manifest::select_platform(&what, &inner, &self.platform)?.clone(),
+                Parsed::Index(inner) => {
+                    desc = manifest::select_platform(&what, &inner, &self.platform)?.clone()
+                }
                 Parsed::Image { .. } => break,
             }
         }
         let Parsed::Image { config, layers } = manifest::parse(&what, &bytes, None)? else {
             return Err(archive_err(&self.path, "not an image manifest"));
         };
-        let config_bytes = self.container.read_small(&Self::blob_name(&config.digest)?)?;
+        let config_bytes = self
+            .container
+            .read_small(&Self::blob_name(&config.digest)?)?;
         manifest::verify(&what, &config.digest, &config_bytes)?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| archive_err(&self.path, format!("image config is not JSON: {e}")))?;
         let layers = crate::pull::layers_with_diff_ids(&what, &layers, &config)?;
         for l in &layers {
-            self.members.insert(l.digest.clone(), Self::blob_name(&l.digest)?);
+            self.members
+                .insert(l.digest.clone(), Self::blob_name(&l.digest)?);
         }
         let top = layers.last().map(|l| l.digest.clone());
         Ok(Resolved {
-            image: self.image(String::new(), file_stem(&self.path), tag, config, top, Some(desc.digest)),
+            image: self.image(
+                String::new(),
+                file_stem(&self.path),
+                tag,
+                config,
+                top,
+                Some(desc.digest),
+            ),
             layers,
         })
     }
@@ -424,7 +511,11 @@ fn file_stem(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = base.split('.').next().unwrap_or_default().to_ascii_lowercase();
+    let stem = base
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if stem.is_empty() {
         "image".into()
     } else {
@@ -449,10 +540,9 @@ impl ImageSource for ArchiveSource {
     }
 
     fn open_layer(&mut self, layer: &Layer) -> Result<Box<dyn Read + '_>> {
-        let member = self
-            .members
-            .get(&layer.digest)
-            .ok_or_else(|| archive_err(&self.path, format!("no file for layer {}", layer.digest)))?;
+        let member = self.members.get(&layer.digest).ok_or_else(|| {
+            archive_err(&self.path, format!("no file for layer {}", layer.digest))
+        })?;
         Ok(self.container.open_member(member)?.0)
     }
 

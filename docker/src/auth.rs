@@ -53,19 +53,24 @@ impl DockerAuth {
 
     fn read_file(&mut self, path: &Path) -> Result<()> {
         let bad = |msg: String| DockerError::Image(format!("{}: {msg}", path.display()));
-        let text = std::fs::read(path).map_err(crate::error::io(format!("reading {}", path.display())))?;
+        let text =
+            std::fs::read(path).map_err(crate::error::io(format!("reading {}", path.display())))?;
         let v: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         if v.get("rktKind").and_then(Value::as_str) != Some("dockerAuth") {
             return Ok(());
         }
         if v.get("rktVersion").and_then(Value::as_str) != Some("v1") {
-            return Err(bad("dockerAuth files must have \"rktVersion\": \"v1\"".into()));
+            return Err(bad(
+                "dockerAuth files must have \"rktVersion\": \"v1\"".into()
+            ));
         }
         let regs = v
             .get("registries")
             .and_then(Value::as_array)
             .ok_or_else(|| bad("dockerAuth needs a \"registries\" list".into()))?;
-        let creds = v.get("credentials").ok_or_else(|| bad("dockerAuth needs \"credentials\"".into()))?;
+        let creds = v
+            .get("credentials")
+            .ok_or_else(|| bad("dockerAuth needs \"credentials\"".into()))?;
         let field = |k: &str| {
             creds
                 .get(k)
@@ -78,7 +83,9 @@ impl DockerAuth {
             password: field("password")?,
         };
         for r in regs {
-            let r = r.as_str().ok_or_else(|| bad("registries must be strings".into()))?;
+            let r = r
+                .as_str()
+                .ok_or_else(|| bad("registries must be strings".into()))?;
             self.0.insert(r.to_string(), c.clone());
         }
         Ok(())
@@ -88,7 +95,12 @@ impl DockerAuth {
     pub fn for_registry(&self, registry: &str) -> Option<Credentials> {
         self.0.get(registry).cloned().or_else(|| {
             (registry == rkt_store::docker::convert::DOCKER_HUB)
-                .then(|| self.0.get("docker.io").or_else(|| self.0.get("index.docker.io")).cloned())
+                .then(|| {
+                    self.0
+                        .get("docker.io")
+                        .or_else(|| self.0.get("index.docker.io"))
+                        .cloned()
+                })
                 .flatten()
         })
     }
@@ -107,10 +119,17 @@ mod tests {
             r#"{"rktKind":"dockerAuth","rktVersion":"v1","registries":["r.example","docker.io"],"credentials":{"user":"u","password":"p"}}"#,
         )
         .unwrap();
-        std::fs::write(dir.path().join("auth.d/b.json"), r#"{"rktKind":"auth","rktVersion":"v1"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("auth.d/b.json"),
+            r#"{"rktKind":"auth","rktVersion":"v1"}"#,
+        )
+        .unwrap();
         let a = DockerAuth::load(&[dir.path()]).unwrap();
         assert_eq!(a.for_registry("r.example").unwrap().user, "u");
-        assert_eq!(a.for_registry("registry-1.docker.io").unwrap().password, "p");
+        assert_eq!(
+            a.for_registry("registry-1.docker.io").unwrap().password,
+            "p"
+        );
         assert!(a.for_registry("other").is_none());
     }
 }

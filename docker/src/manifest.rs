@@ -52,11 +52,17 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// Check that `bytes` have digest `digest` (only sha256 is accepted).
 pub fn verify(what: &str, digest: &str, bytes: &[u8]) -> Result<()> {
     if !digest.starts_with("sha256:") {
-        return Err(bad(what, format!("digest {digest:?} is not sha256; only sha256 is supported")));
+        return Err(bad(
+            what,
+            format!("digest {digest:?} is not sha256; only sha256 is supported"),
+        ));
     }
     let got = sha256_digest(bytes);
     if got != digest {
-        return Err(bad(what, format!("content has digest {got}, not {digest}: corrupted or forged")));
+        return Err(bad(
+            what,
+            format!("content has digest {got}, not {digest}: corrupted or forged"),
+        ));
     }
     Ok(())
 }
@@ -70,7 +76,11 @@ fn descriptor(what: &str, v: &Value) -> Result<Descriptor> {
         .and_then(Value::as_u64)
         .ok_or_else(|| bad(what, format!("descriptor {digest} has no size")))?;
     let platform = v.get("platform").map(|p| Platform {
-        os: p.get("os").and_then(Value::as_str).unwrap_or_default().to_string(),
+        os: p
+            .get("os")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         architecture: p
             .get("architecture")
             .and_then(Value::as_str)
@@ -94,12 +104,17 @@ fn descriptor(what: &str, v: &Value) -> Result<Descriptor> {
 
 fn rkt_store_digest_check(what: &str, digest: &str) -> Result<()> {
     let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
     if ok {
         Ok(())
     } else {
-        Err(bad(what, format!("digest {digest:?} is not sha256:<64 hex digits>")))
+        Err(bad(
+            what,
+            format!("digest {digest:?} is not sha256:<64 hex digits>"),
+        ))
     }
 }
 
@@ -141,7 +156,10 @@ pub fn parse(what: &str, bytes: &[u8], content_type: Option<&str>) -> Result<Par
         if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
             return Err(bad(
                 what,
-                format!("layer {} is a foreign layer ({}), which rkt cannot fetch", l.digest, l.media_type),
+                format!(
+                    "layer {} is a foreign layer ({}), which rkt cannot fetch",
+                    l.digest, l.media_type
+                ),
             ));
         }
     }
@@ -149,7 +167,11 @@ pub fn parse(what: &str, bytes: &[u8], content_type: Option<&str>) -> Result<Par
 }
 
 /// The index entry for `want`: exact os/architecture (and variant if both name one).
-pub fn select_platform<'a>(what: &str, items: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor> {
+pub fn select_platform<'a>(
+    what: &str,
+    items: &'a [Descriptor],
+    want: &Platform,
+) -> Result<&'a Descriptor> {
     let fits = |d: &&Descriptor| {
         d.platform.as_ref().is_some_and(|p| {
             p.os == want.os
@@ -169,7 +191,11 @@ pub fn select_platform<'a>(what: &str, items: &'a [Descriptor], want: &Platform)
                 "no image for {}/{} in the index (it has: {})",
                 want.os,
                 want.architecture,
-                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
             ),
         )
     })
@@ -177,11 +203,11 @@ pub fn select_platform<'a>(what: &str, items: &'a [Descriptor], want: &Platform)
 
 /// The `rootfs.diff_ids` of an image config, if it lists them.
 pub fn diff_ids(config: &Value) -> Option<Vec<String>> {
-    config
-        .get("rootfs")?
-        .get("diff_ids")?
-        .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+    config.get("rootfs")?.get("diff_ids")?.as_array().map(|a| {
+        a.iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -190,12 +216,27 @@ mod tests {
 
     #[test]
     fn picks_linux_amd64() {
-        let d = |a: &str| format!(r#"{{"digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"{a}"}}}}"#, "a".repeat(64));
-        let idx = format!(r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#, d("arm64"), d("amd64"));
-        let Parsed::Index(items) = parse("x", idx.as_bytes(), None).unwrap() else { panic!() };
+        let d = |a: &str| {
+            format!(
+                r#"{{"digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"{a}"}}}}"#,
+                "a".repeat(64)
+            )
+        };
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#,
+            d("arm64"),
+            d("amd64")
+        );
+        let Parsed::Index(items) = parse("x", idx.as_bytes(), None).unwrap() else {
+            panic!()
+        };
         let got = select_platform("x", &items, &Platform::default()).unwrap();
         assert_eq!(got.platform.as_ref().unwrap().architecture, "amd64");
-        let want = Platform { os: "linux".into(), architecture: "s390x".into(), variant: None };
+        let want = Platform {
+            os: "linux".into(),
+            architecture: "s390x".into(),
+            variant: None,
+        };
         assert!(select_platform("x", &items, &want).is_err());
     }
 

@@ -45,19 +45,22 @@ impl DockerRef {
         let (rest, digest) = match text.split_once('@') {
             Some((r, d)) => {
                 let ok = d.strip_prefix("sha256:").is_some_and(|h| {
-                    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    h.len() == 64
+                        && h.bytes()
+                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 });
                 if !ok {
-                    return Err(bad(arg, "a digest must be sha256: and 64 lower-case hex digits"));
+                    return Err(bad(
+                        arg,
+                        "a digest must be sha256: and 64 lower-case hex digits",
+                    ));
                 }
                 (r, Some(d.to_string()))
             }
             None => (text, None),
         };
         let (first, remainder) = match rest.split_once('/') {
-            Some((f, r)) if f.contains('.') || f.contains(':') || f == "localhost" => {
-                (Some(f), r)
-            }
+            Some((f, r)) if f.contains('.') || f.contains(':') || f == "localhost" => (Some(f), r),
             _ => (None, rest),
         };
         let (name, tag) = match remainder.rsplit_once(':') {
@@ -67,7 +70,8 @@ impl DockerRef {
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                 && !t.starts_with(['.', '-']);
             if !ok {
                 return Err(bad(arg, format!("{t:?} is not a valid tag")));
@@ -123,12 +127,38 @@ mod tests {
     #[test]
     fn defaults_like_docker() {
         let hub = DOCKER_HUB.to_string();
-        assert_eq!(p("busybox"), (hub.clone(), "library/busybox".into(), Some("latest".into())));
-        assert_eq!(p("docker://docker.io/library/busybox:1"), (hub.clone(), "library/busybox".into(), Some("1".into())));
-        assert_eq!(p("docker:gcr.io/google-samples/node-hello:1.0"), ("gcr.io".into(), "google-samples/node-hello".into(), Some("1.0".into())));
-        assert_eq!(p("127.0.0.1:5000/test/img:v1"), ("127.0.0.1:5000".into(), "test/img".into(), Some("v1".into())));
-        assert_eq!(p("localhost/a"), ("localhost".into(), "a".into(), Some("latest".into())));
-        assert_eq!(p("user/app"), (hub, "user/app".into(), Some("latest".into())));
+        assert_eq!(
+            p("busybox"),
+            (hub.clone(), "library/busybox".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            p("docker://docker.io/library/busybox:1"),
+            (hub.clone(), "library/busybox".into(), Some("1".into()))
+        );
+        assert_eq!(
+            p("docker:gcr.io/google-samples/node-hello:1.0"),
+            (
+                "gcr.io".into(),
+                "google-samples/node-hello".into(),
+                Some("1.0".into())
+            )
+        );
+        assert_eq!(
+            p("127.0.0.1:5000/test/img:v1"),
+            (
+                "127.0.0.1:5000".into(),
+                "test/img".into(),
+                Some("v1".into())
+            )
+        );
+        assert_eq!(
+            p("localhost/a"),
+            ("localhost".into(), "a".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            p("user/app"),
+            (hub, "user/app".into(), Some("latest".into()))
+        );
         let d = format!("alpine@sha256:{}", "a".repeat(64));
         let r = DockerRef::parse(&d).unwrap();
         assert_eq!(r.tag, None);

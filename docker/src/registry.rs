@@ -123,12 +123,12 @@ impl Registry {
                     .call()
                     .map_err(|e| registry_err(&r.registry, format!("cannot reach {url}: {e}")))?;
             }
-            Err(e) => {
-                return Err(registry_err(
-                    &r.registry,
-                    format!("cannot reach {url}: {e} (a plain-HTTP registry needs --insecure-options=http)"),
-                ))
-            }
+            Err(e) => return Err(registry_err(
+                &r.registry,
+                format!(
+                    "cannot reach {url}: {e} (a plain-HTTP registry needs --insecure-options=http)"
+                ),
+            )),
         }
         Ok(reg)
     }
@@ -171,7 +171,9 @@ impl Registry {
             .read_to_string()
             .unwrap_or_default();
         let hint = match status {
-            401 | 403 => " (access denied: add credentials for this registry in an auth.d dockerAuth file)",
+            401 | 403 => {
+                " (access denied: add credentials for this registry in an auth.d dockerAuth file)"
+            }
             404 => " (no such image, tag or blob)",
             _ => "",
         };
@@ -187,17 +189,26 @@ impl Registry {
         match scheme.as_str() {
             "basic" => {
                 let c = creds.ok_or_else(|| {
-                    registry_err(&self.registry, "asks for a user name and password; add a dockerAuth file in auth.d")
+                    registry_err(
+                        &self.registry,
+                        "asks for a user name and password; add a dockerAuth file in auth.d",
+                    )
                 })?;
                 self.authorization = Some(basic(&c));
                 Ok(())
             }
             "bearer" => {
                 let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                let realm = get("realm")
-                    .ok_or_else(|| registry_err(&self.registry, "bearer challenge without a realm"))?;
-                let scope = get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repository));
-                let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, encode(&scope));
+                let realm = get("realm").ok_or_else(|| {
+                    registry_err(&self.registry, "bearer challenge without a realm")
+                })?;
+                let scope =
+                    get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                let mut url = format!(
+                    "{realm}{}scope={}",
+                    if realm.contains('?') { '&' } else { '?' },
+                    encode(&scope)
+                );
                 if let Some(service) = get("service") {
                     url.push_str(&format!("&service={}", encode(&service)));
                 }
@@ -223,7 +234,9 @@ impl Registry {
                         .read_to_vec()
                         .map_err(|e| registry_err(&self.registry, format!("reading token: {e}")))?,
                 )
-                .map_err(|e| registry_err(&self.registry, format!("token answer is not JSON: {e}")))?;
+                .map_err(|e| {
+                    registry_err(&self.registry, format!("token answer is not JSON: {e}"))
+                })?;
                 let token = v
                     .get("token")
                     .or_else(|| v.get("access_token"))
@@ -282,7 +295,10 @@ impl Registry {
 fn basic(c: &Credentials) -> String {
     use base64::Engine;
     let raw = format!("{}:{}", c.user, c.password);
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 /// An image in a registry, as an [`ImageSource`].
@@ -309,18 +325,26 @@ impl ImageSource for RegistrySource {
         let r = self.reference.reference().to_string();
         let (mut bytes, mut ct) = self.client.manifest(&r)?;
         let mut digest = manifest::sha256_digest(&bytes);
-        let what = format!("{}/{}:{}", self.reference.registry, self.reference.repository, r);
+        let what = format!(
+            "{}/{}:{}",
+            self.reference.registry, self.reference.repository, r
+        );
         let mut parsed = manifest::parse(&what, &bytes, ct.as_deref())?;
         if let Parsed::Index(items) = &parsed {
-            let chosen = manifest::select_platform(&what, items, &self.client.opts.platform)?.clone();
+            let chosen =
+                manifest::select_platform(&what, items, &self.client.opts.platform)?.clone();
             (bytes, ct) = self.client.manifest(&chosen.digest)?;
             digest = chosen.digest.clone();
             parsed = manifest::parse(&what, &bytes, ct.as_deref())?;
         }
         let Parsed::Image { config, layers } = parsed else {
-            return Err(DockerError::Image(format!("{what}: an index points to another index")));
+            return Err(DockerError::Image(format!(
+                "{what}: an index points to another index"
+            )));
         };
-        let config_bytes = self.client.small_blob(&config.digest, &format!("{what}: image config"))?;
+        let config_bytes = self
+            .client
+            .small_blob(&config.digest, &format!("{what}: image config"))?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| DockerError::Image(format!("{what}: image config is not JSON: {e}")))?;
         let layers: Vec<Layer> = crate::pull::layers_with_diff_ids(&what, &layers, &config)?;
@@ -357,10 +381,19 @@ mod tests {
             r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#,
         );
         assert_eq!(s, "bearer");
-        assert_eq!(p[0], ("realm".into(), "https://auth.docker.io/token".into()));
-        assert_eq!(p[2], ("scope".into(), "repository:library/nginx:pull".into()));
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://auth.docker.io/token".into())
+        );
+        assert_eq!(
+            p[2],
+            ("scope".into(), "repository:library/nginx:pull".into())
+        );
         let (s, p) = parse_challenge("Basic realm=x");
-        assert_eq!((s.as_str(), p), ("basic", vec![("realm".into(), "x".into())]));
+        assert_eq!(
+            (s.as_str(), p),
+            ("basic", vec![("realm".into(), "x".into())])
+        );
         assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
     }
 }

@@ -15,7 +15,8 @@ use crate::error::{Result, StoreError};
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration steps: `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE packs (
     id    INTEGER PRIMARY KEY,
     name  TEXT NOT NULL UNIQUE,

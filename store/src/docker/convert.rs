@@ -94,7 +94,11 @@ pub fn parse_user(user: &str) -> (String, String) {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -158,11 +162,11 @@ pub fn ports(specs: &[String]) -> Result<Vec<Value>> {
             Some((p, proto)) => (p, proto, format!("{p}-{proto}")),
             None => (spec.as_str(), "tcp", spec.clone()),
         };
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| bad(format!("the image exposes port {spec:?}, which is not a port number")))?;
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+            bad(format!(
+                "the image exposes port {spec:?}, which is not a port number"
+            ))
+        })?;
         let name = AcName::sanitize(&name)?.as_str().to_string();
         out.push(json!({"name": name, "protocol": proto, "port": port}));
     }
@@ -222,7 +226,10 @@ pub fn appc_manifest(img: &DockerImage) -> Result<Vec<u8>> {
         labels.push(json!({"name": "version", "value": tag}));
     }
     let os = config.get("os").and_then(Value::as_str).unwrap_or("linux");
-    let arch = config.get("architecture").and_then(Value::as_str).unwrap_or("amd64");
+    let arch = config
+        .get("architecture")
+        .and_then(Value::as_str)
+        .unwrap_or("amd64");
     let variant = config.get("variant").and_then(Value::as_str);
     if let Some((os, arch)) = appc_os_arch(os, arch, variant) {
         labels.push(json!({"name": "os", "value": os}));
@@ -238,7 +245,10 @@ pub fn appc_manifest(img: &DockerImage) -> Result<Vec<u8>> {
     let cfg = config.get("config").filter(|c| c.is_object());
     note("author", text("author"));
     note("created", text("created"));
-    note("appc.io/docker/originalname", Some(img.original_name.clone()));
+    note(
+        "appc.io/docker/originalname",
+        Some(img.original_name.clone()),
+    );
     note("appc.io/docker/registryurl", Some(img.registry.clone()));
     note("appc.io/docker/repository", Some(img.repository.clone()));
     note("appc.io/docker/imageid", img.top_layer.clone());
@@ -253,7 +263,10 @@ pub fn appc_manifest(img: &DockerImage) -> Result<Vec<u8>> {
     let mut m = Map::new();
     m.insert("acKind".into(), json!("ImageManifest"));
     m.insert("acVersion".into(), json!("0.8.11"));
-    m.insert("name".into(), json!(aci_name(&img.registry, &img.repository)?));
+    m.insert(
+        "name".into(),
+        json!(aci_name(&img.registry, &img.repository)?),
+    );
     if !labels.is_empty() {
         m.insert("labels".into(), json!(labels));
     }
@@ -282,8 +295,16 @@ mod tests {
 
     #[test]
     fn volumes_get_deterministic_names() {
-        let v = mount_points(&["/var/cache/nginx".into(), "/data".into(), "/var/cache-nginx".into()]).unwrap();
-        let names: Vec<_> = v.iter().map(|m| (m["name"].as_str().unwrap(), m["path"].as_str().unwrap())).collect();
+        let v = mount_points(&[
+            "/var/cache/nginx".into(),
+            "/data".into(),
+            "/var/cache-nginx".into(),
+        ])
+        .unwrap();
+        let names: Vec<_> = v
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap(), m["path"].as_str().unwrap()))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -296,7 +317,13 @@ mod tests {
 
     #[test]
     fn ports_like_docker2aci() {
-        let p = ports(&["80/tcp".into(), "443/tcp".into(), "53/udp".into(), "8080".into()]).unwrap();
+        let p = ports(&[
+            "80/tcp".into(),
+            "443/tcp".into(),
+            "53/udp".into(),
+            "8080".into(),
+        ])
+        .unwrap();
         let names: Vec<_> = p.iter().map(|m| m["name"].as_str().unwrap()).collect();
         assert_eq!(names, vec!["443-tcp", "53-udp", "80-tcp", "8080"]);
         assert_eq!(p[3]["protocol"], "tcp");
@@ -319,14 +346,29 @@ mod tests {
         };
         let m: Value = serde_json::from_slice(&appc_manifest(&img).unwrap()).unwrap();
         assert_eq!(m["name"], "registry-1.docker.io/library/nginx");
-        assert_eq!(m["labels"], json!([{"name":"version","value":"latest"},{"name":"os","value":"linux"},{"name":"arch","value":"aarch64"}]));
+        assert_eq!(
+            m["labels"],
+            json!([{"name":"version","value":"latest"},{"name":"os","value":"linux"},{"name":"arch","value":"aarch64"}])
+        );
         assert_eq!(m["app"]["exec"], json!(["/bin/sh", "-c", "echo"]));
         assert_eq!(m["app"]["environment"], json!([{"name":"A","value":"2"}]));
         assert_eq!(m["app"]["user"], "daemon");
         assert_eq!(m["app"]["group"], "daemon");
-        assert_eq!(m["app"]["mountPoints"], json!([{"name":"volume-data","path":"/data"}]));
-        assert_eq!(m["app"]["ports"], json!([{"name":"80-tcp","protocol":"tcp","port":80}]));
-        assert_eq!(m["annotations"][2], json!({"name":"appc.io/docker/registryurl","value":"registry-1.docker.io"}));
-        assert_eq!(aci_name("127.0.0.1:5000", "test/img").unwrap(), "127.0.0.1_5000/test/img");
+        assert_eq!(
+            m["app"]["mountPoints"],
+            json!([{"name":"volume-data","path":"/data"}])
+        );
+        assert_eq!(
+            m["app"]["ports"],
+            json!([{"name":"80-tcp","protocol":"tcp","port":80}])
+        );
+        assert_eq!(
+            m["annotations"][2],
+            json!({"name":"appc.io/docker/registryurl","value":"registry-1.docker.io"})
+        );
+        assert_eq!(
+            aci_name("127.0.0.1:5000", "test/img").unwrap(),
+            "127.0.0.1_5000/test/img"
+        );
     }
 }

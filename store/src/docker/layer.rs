@@ -74,7 +74,9 @@ pub(crate) fn hardlink_target(raw: &[u8], entry: &str) -> Result<String> {
 /// `sha256:<64 hex>`, the only digest form accepted for layers.
 pub(crate) fn check_digest(digest: &str) -> Result<()> {
     let ok = digest.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
     if ok {
         Ok(())
@@ -136,8 +138,9 @@ impl LayerEntry {
             return Ok(None);
         };
         let mut id = [0u8; 32];
-        hex::decode_to_slice(text, &mut id)
-            .map_err(|_| StoreError::Corrupt(format!("layer entry /{} has a bad file id", self.path)))?;
+        hex::decode_to_slice(text, &mut id).map_err(|_| {
+            StoreError::Corrupt(format!("layer entry /{} has a bad file id", self.path))
+        })?;
         Ok(Some(id))
     }
 
@@ -145,9 +148,9 @@ impl LayerEntry {
         self.xattrs
             .iter()
             .map(|(k, v)| {
-                hex::decode(v)
-                    .map(|v| (k.clone(), v))
-                    .map_err(|_| StoreError::Corrupt(format!("layer entry /{}: bad xattr", self.path)))
+                hex::decode(v).map(|v| (k.clone(), v)).map_err(|_| {
+                    StoreError::Corrupt(format!("layer entry /{}: bad xattr", self.path))
+                })
             })
             .collect()
     }
@@ -227,8 +230,8 @@ impl Store {
             bytes: 0,
         };
         let (parsed, diff_id, tar_size) = {
-            let (kind, reader) = crate::decompress::open(&mut raw)
-                .ctx(|| format!("reading layer {digest}"))?;
+            let (kind, reader) =
+                crate::decompress::open(&mut raw).ctx(|| format!("reading layer {digest}"))?;
             let mut tar = HashingReader {
                 inner: reader,
                 hasher: Sha256::new(),
@@ -315,12 +318,17 @@ impl Store {
     pub(crate) fn layer_entries(&self, digest: &str) -> Result<Vec<LayerEntry>> {
         let blob: Vec<u8> = self
             .conn
-            .query_row("SELECT entries FROM layers WHERE digest = ?1", [digest], |r| r.get(0))
+            .query_row(
+                "SELECT entries FROM layers WHERE digest = ?1",
+                [digest],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.db.err())?
             .ok_or_else(|| StoreError::Corrupt(format!("layer {digest} is not in the store")))?;
-        let json = zstd::stream::decode_all(blob.as_slice())
-            .map_err(|e| StoreError::Corrupt(format!("layer {digest}: entries do not decompress: {e}")))?;
+        let json = zstd::stream::decode_all(blob.as_slice()).map_err(|e| {
+            StoreError::Corrupt(format!("layer {digest}: entries do not decompress: {e}"))
+        })?;
         serde_json::from_slice(&json)
             .map_err(|e| StoreError::Corrupt(format!("layer {digest}: entries are malformed: {e}")))
     }
@@ -347,9 +355,8 @@ impl Store {
         };
         for op in recipe.ops() {
             match op? {
-                Op::Skeleton(b) => {
-                    std::io::Write::write_all(&mut w, b).ctx(|| format!("exporting layer {digest}"))?
-                }
+                Op::Skeleton(b) => std::io::Write::write_all(&mut w, b)
+                    .ctx(|| format!("exporting layer {digest}"))?,
                 Op::Content { file_id, len } => {
                     reader.write_file(&file_id, Some(len), &mut w)?;
                 }
@@ -380,7 +387,8 @@ impl Store {
             let rows = st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(self.db.err())?;
-            rows.collect::<rusqlite::Result<_>>().map_err(self.db.err())?
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(self.db.err())?
         };
         for (digest, recipe) in &unused {
             self.remove_layer_rows(digest, recipe)?;
@@ -392,7 +400,11 @@ impl Store {
     pub fn remove_unused_layer(&mut self, digest: &str) -> Result<()> {
         let recipe: Option<Vec<u8>> = self
             .conn
-            .query_row("SELECT recipe FROM layers WHERE digest = ?1", [digest], |r| r.get(0))
+            .query_row(
+                "SELECT recipe FROM layers WHERE digest = ?1",
+                [digest],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.db.err())?;
         match recipe {

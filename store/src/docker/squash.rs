@@ -198,10 +198,7 @@ impl Merged {
                     )))
                 }
             };
-            node = Node {
-                link: None,
-                ..t
-            };
+            node = Node { link: None, ..t };
         } else {
             node.inode = self.new_inode();
         }
@@ -245,7 +242,13 @@ fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Writ
     let root = merged.nodes.get("");
     for (path, node) in std::iter::once((&String::new(), root))
         .filter_map(|(p, n)| Some((p, n.cloned().unwrap_or_else(default_root))))
-        .chain(merged.nodes.iter().filter(|(p, _)| !p.is_empty()).map(|(p, n)| (p, n.clone())))
+        .chain(
+            merged
+                .nodes
+                .iter()
+                .filter(|(p, _)| !p.is_empty())
+                .map(|(p, n)| (p, n.clone())),
+        )
     {
         let archive_path = if path.is_empty() {
             "rootfs".to_string()
@@ -472,7 +475,11 @@ mod tests {
         .unwrap();
         m.apply(
             "l2",
-            &[le("a/.wh.x", EntryKind::File), le("b", EntryKind::File), le(".wh.b", EntryKind::File)],
+            &[
+                le("a/.wh.x", EntryKind::File),
+                le("b", EntryKind::File),
+                le(".wh.b", EntryKind::File),
+            ],
         )
         .unwrap();
         assert_eq!(paths(&m), vec!["a", "a/y", "b"]);
@@ -483,12 +490,22 @@ mod tests {
         let mut m = Merged::default();
         m.apply(
             "l1",
-            &[le("d", EntryKind::Dir), le("d/old", EntryKind::File), le("d/sub", EntryKind::Dir), le("d/sub/f", EntryKind::File), le("dx", EntryKind::File)],
+            &[
+                le("d", EntryKind::Dir),
+                le("d/old", EntryKind::File),
+                le("d/sub", EntryKind::Dir),
+                le("d/sub/f", EntryKind::File),
+                le("dx", EntryKind::File),
+            ],
         )
         .unwrap();
         m.apply(
             "l2",
-            &[le("d", EntryKind::Dir), le("d/.wh..wh..opq", EntryKind::File), le("d/new", EntryKind::File)],
+            &[
+                le("d", EntryKind::Dir),
+                le("d/.wh..wh..opq", EntryKind::File),
+                le("d/new", EntryKind::File),
+            ],
         )
         .unwrap();
         assert_eq!(paths(&m), vec!["d", "d/new", "dx"]);
@@ -515,7 +532,8 @@ mod tests {
     #[test]
     fn a_file_replacing_a_directory_drops_its_contents() {
         let mut m = Merged::default();
-        m.apply("l1", &[le("d", EntryKind::Dir), le("d/f", EntryKind::File)]).unwrap();
+        m.apply("l1", &[le("d", EntryKind::Dir), le("d/f", EntryKind::File)])
+            .unwrap();
         m.apply("l2", &[le("d", EntryKind::Symlink)]).unwrap();
         assert_eq!(paths(&m), vec!["d"]);
         m.apply("l3", &[le("d/g", EntryKind::File)]).unwrap();

@@ -193,7 +193,10 @@ mod tests {
             fn skeleton(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
                 Ok(())
             }
-            fn entry(&mut self, e: &crate::tarstream::TarEntry) -> Result<(), crate::tarstream::TarError> {
+            fn entry(
+                &mut self,
+                e: &crate::tarstream::TarEntry,
+            ) -> Result<(), crate::tarstream::TarError> {
                 self.0.push(e.clone());
                 Ok(())
             }
@@ -208,7 +211,10 @@ mod tests {
         crate::tarstream::parse(out.as_slice(), &mut sink).unwrap();
         let e = &sink.0[0];
         assert_eq!(e.path, long.as_bytes());
-        assert_eq!((e.uid, e.gid, e.size, e.mtime, e.mode & 0o7777), (5_000_000, 7, 3, -5, 0o4755));
+        assert_eq!(
+            (e.uid, e.gid, e.size, e.mtime, e.mode & 0o7777),
+            (5_000_000, 7, 3, -5, 0o4755)
+        );
         assert_eq!(e.xattrs, vec![(b"user.x".to_vec(), b"v".to_vec())]);
     }
 }
