@@ -22,6 +22,7 @@ PACKAGES=(
     attr           # setfattr/getfattr: xattrs in images
     coreutils findutils util-linux # du, find, mount/umount
     build-essential pkg-config # C compilers for bundled SQLite, zstd, lzma
+    docker-registry skopeo umoci # Docker/OCI images: a local registry, pushes, image builds
 )
 if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
     step "apt-get install ${PACKAGES[*]}"
@@ -31,7 +32,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount; do
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"

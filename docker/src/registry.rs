@@ -123,12 +123,14 @@ impl Registry {
                     .call()
                     .map_err(|e| registry_err(&r.registry, format!("cannot reach {url}: {e}")))?;
             }
-            Err(e) => return Err(registry_err(
-                &r.registry,
-                format!(
+            Err(e) => {
+                return Err(registry_err(
+                    &r.registry,
+                    format!(
                     "cannot reach {url}: {e} (a plain-HTTP registry needs --insecure-options=http)"
                 ),
-            )),
+                ))
+            }
         }
         Ok(reg)
     }
