@@ -241,7 +241,7 @@ fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Writ
     let mut first_of_inode: std::collections::HashMap<u64, String> = Default::default();
     let root = merged.nodes.get("");
     for (path, node) in std::iter::once((&String::new(), root))
-        .filter_map(|(p, n)| Some((p, n.cloned().unwrap_or_else(default_root))))
+        .map(|(p, n)| (p, n.cloned().unwrap_or_else(default_root)))
         .chain(
             merged
                 .nodes
