@@ -69,7 +69,8 @@ pub struct Entry {
     pub dev_minor: u32,
     /// Extended attributes, in archive order.
     pub xattrs: Vec<(String, Vec<u8>)>,
-    /// Content identity of a regular file (None for every other kind).
+    /// Content identity of a regular file, and of a hard link (its target's content);
+    /// None for every other kind.
     pub file_id: Option<FileId>,
     /// For sparse files: (offset, length) of each data segment; the content bytes are the
     /// concatenation of the segments, holes read as zeros. None for dense files.

@@ -245,16 +245,22 @@ impl Store {
 
     /// Every rootfs entry of an image, in archive order — answered from the index alone.
     pub fn entries(&self, id: &str) -> Result<Vec<Entry>> {
+        self.entries_where(id, None)
+    }
+
+    /// Entries of an image, all of them or the one at `path`.
+    fn entries_where(&self, id: &str, path: Option<&str>) -> Result<Vec<Entry>> {
         let e = self.db.err();
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT path, kind, mode, uid, gid, size, mtime, mtime_nsec, link, dev_major, dev_minor,
-                        xattrs, file_id, sparse FROM entries WHERE image_id = ?1 ORDER BY seq",
+                        xattrs, file_id, sparse FROM entries
+                 WHERE image_id = ?1 AND (?2 IS NULL OR path = ?2) ORDER BY seq",
             )
             .map_err(&e)?;
         let rows = st
-            .query_map([id], |r| {
+            .query_map(params![id, path], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -397,4 +403,49 @@ fn remove_in_tx(
         }
     }
     Ok(())
+}
+
+/// One chunk of a file, as the index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// BLAKE3 of the chunk's bytes.
+    pub id: [u8; 32],
+    /// Uncompressed length.
+    pub len: u64,
+}
+
+impl Store {
+    /// One path of an image's rootfs (`""` is the rootfs itself), from the index alone.
+    pub fn entry(&self, id: &str, path: &str) -> Result<Option<Entry>> {
+        let path = path.trim_start_matches('/').trim_end_matches('/');
+        Ok(self.entries_where(id, Some(path))?.into_iter().next())
+    }
+
+    /// A file's chunks in order, from the index alone (no pack is read).
+    pub fn chunk_list(&self, file: &crate::entry::FileId) -> Result<Vec<ChunkRef>> {
+        let e = self.db.err();
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.len FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id
+                 WHERE f.file_id = ?1 ORDER BY f.seq",
+            )
+            .map_err(&e)?;
+        let rows = st
+            .query_map([file.as_slice()], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(&e)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, len) = row.map_err(&e)?;
+            let id = <[u8; 32]>::try_from(id.as_slice())
+                .map_err(|_| StoreError::Corrupt("chunk id is not 32 bytes".into()))?;
+            out.push(ChunkRef {
+                id,
+                len: len as u64,
+            });
+        }
+        Ok(out)
+    }
 }

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Transaction};
 use sha2::{Digest, Sha512};
 
 use crate::aci::{self, Place};
-use crate::chunker::Chunker;
+use crate::chunkwriter::{ChunkWriter, NewChunk};
 use crate::entry::{Entry, EntryKind, FileId};
 use crate::error::{IoContext, Result, StoreError};
 use crate::pack::{self, PackWriter};
@@ -36,14 +36,6 @@ pub struct ImportOutcome {
     pub stored_bytes: u64,
 }
 
-/// Where a chunk written by this import lives in its pack.
-struct NewChunk {
-    offset: u64,
-    clen: u64,
-    len: u64,
-    zstd: bool,
-}
-
 /// A distinct file content seen in this import.
 struct FileRec {
     size: u64,
@@ -55,17 +47,14 @@ struct FileRec {
 struct Current {
     slot: usize,
     hasher: blake3::Hasher,
-    chunker: Chunker,
-    chunks: Vec<[u8; 32]>,
     len: u64,
     manifest: Option<Vec<u8>>,
 }
 
-struct ImportSink<'a> {
-    conn: &'a Connection,
-    pack: PackWriter,
-    compressor: zstd::bulk::Compressor<'static>,
-    new_chunks: HashMap<[u8; 32], NewChunk>,
+struct ImportSink {
+    chunks: ChunkWriter,
+    /// File ids in the order their contents ended (the chunk writer's order).
+    file_order: Vec<FileId>,
     files: HashMap<FileId, FileRec>,
     recipe: RecipeBuilder,
     entries: Vec<Entry>,
@@ -78,44 +67,7 @@ struct ImportSink<'a> {
     failure: Option<StoreError>,
 }
 
-impl ImportSink<'_> {
-    fn store_chunk(&mut self, bytes: &[u8]) -> Result<[u8; 32]> {
-        let id = *blake3::hash(bytes).as_bytes();
-        if self.new_chunks.contains_key(&id)
-            || db::exists(
-                self.conn,
-                "SELECT 1 FROM chunks WHERE id = ?1",
-                id.as_slice(),
-            )
-            .map_err(|e| StoreError::Db {
-                path: "store.db".into(),
-                source: e,
-            })?
-        {
-            return Ok(id);
-        }
-        let packed = self
-            .compressor
-            .compress(bytes)
-            .map_err(|e| StoreError::io("compressing a chunk", e))?;
-        let (data, zstd) = if packed.len() < bytes.len() {
-            (&packed[..], true)
-        } else {
-            (bytes, false)
-        };
-        let offset = self.pack.append(data)?;
-        self.new_chunks.insert(
-            id,
-            NewChunk {
-                offset,
-                clen: data.len() as u64,
-                len: bytes.len() as u64,
-                zstd,
-            },
-        );
-        Ok(id)
-    }
-
+impl ImportSink {
     fn begin(&mut self, e: &TarEntry) -> Result<()> {
         let place = aci::place(&e.path)?;
         let key = match &place {
@@ -142,8 +94,6 @@ impl ImportSink<'_> {
             self.current = Some(Current {
                 slot: self.recipe.begin_content(),
                 hasher: blake3::Hasher::new(),
-                chunker: Chunker::new(),
-                chunks: Vec::new(),
                 len: 0,
                 manifest,
             });
@@ -239,7 +189,7 @@ impl ImportSink<'_> {
     }
 
     fn content(&mut self, bytes: &[u8]) -> Result<()> {
-        let Some(mut cur) = self.current.take() else {
+        let Some(cur) = self.current.as_mut() else {
             return Err(StoreError::InvalidImage(
                 "content outside a regular file".into(),
             ));
@@ -249,28 +199,18 @@ impl ImportSink<'_> {
         if let Some(m) = cur.manifest.as_mut() {
             m.extend_from_slice(bytes);
         }
-        let mut chunks = std::mem::take(&mut cur.chunks);
-        let result = cur.chunker.push(bytes, &mut |c: &[u8]| {
-            chunks.push(self.store_chunk(c)?);
-            Ok::<(), StoreError>(())
-        });
-        cur.chunks = chunks;
-        self.current = Some(cur);
-        result
+        self.chunks.data(bytes)
     }
 
     fn end(&mut self) -> Result<()> {
-        if let Some(mut cur) = self.current.take() {
-            let mut chunks = std::mem::take(&mut cur.chunks);
-            cur.chunker.finish(&mut |c: &[u8]| {
-                chunks.push(self.store_chunk(c)?);
-                Ok::<(), StoreError>(())
-            })?;
+        if let Some(cur) = self.current.take() {
+            self.chunks.end_file()?;
             let file_id = *cur.hasher.finalize().as_bytes();
             self.recipe.set_content(cur.slot, file_id, cur.len);
+            self.file_order.push(file_id);
             let rec = self.files.entry(file_id).or_insert(FileRec {
                 size: cur.len,
-                chunks,
+                chunks: Vec::new(),
                 refs: 0,
             });
             rec.refs += 1;
@@ -288,7 +228,7 @@ impl ImportSink<'_> {
     }
 }
 
-impl ImportSink<'_> {
+impl ImportSink {
     fn keep(&mut self, r: Result<()>) -> std::result::Result<(), TarError> {
         r.map_err(|e| {
             let err = TarError::sink(&e);
@@ -298,7 +238,7 @@ impl ImportSink<'_> {
     }
 }
 
-impl TarSink for ImportSink<'_> {
+impl TarSink for ImportSink {
     fn skeleton(&mut self, bytes: &[u8]) -> std::result::Result<(), TarError> {
         self.recipe.skeleton(bytes);
         Ok(())
@@ -375,12 +315,15 @@ impl Store {
         source: &str,
         pack_path: PathBuf,
     ) -> Result<(ImportOutcome, bool)> {
+        let started = std::time::Instant::now();
         let pack = PackWriter::create(pack_path)?;
         let (parsed, pack) = self.parse_archive(input, source, pack)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "archive parsed and chunks written");
         let pack_used = !parsed.new_chunks.is_empty();
         let pack_size = pack.size();
         let pack_path = pack.finish()?;
         pack::sync_dir(&self.packs_dir())?;
+        tracing::debug!(elapsed = ?started.elapsed(), "pack durable");
         let pack_name = pack_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -396,6 +339,7 @@ impl Store {
                 pack_used.then_some((pack_name.as_str(), pack_size)),
             )
         })?;
+        tracing::debug!(elapsed = ?started.elapsed(), "index committed");
         let stored_bytes = if new && pack_used { pack_size } else { 0 };
         tracing::debug!(%id, new, tar_bytes, stored_bytes, "import finished");
         Ok((
@@ -424,11 +368,8 @@ impl Store {
             bytes: 0,
         };
         let mut sink = ImportSink {
-            conn: &self.conn,
-            pack,
-            compressor: zstd::bulk::Compressor::new(3)
-                .map_err(|e| StoreError::io("starting zstd", e))?,
-            new_chunks: HashMap::new(),
+            chunks: ChunkWriter::start(pack, self.db.0.clone())?,
+            file_order: Vec::new(),
             files: HashMap::new(),
             recipe: RecipeBuilder::default(),
             entries: Vec::new(),
@@ -453,27 +394,37 @@ impl Store {
             .take()
             .ok_or_else(|| StoreError::InvalidImage(format!("{source} has no `manifest` entry")))?;
         let manifest = ImageManifest::parse(&manifest_bytes)?;
-        if !sink.entries.iter().any(|e| e.path.is_empty()) {
-            if sink.entries.is_empty() {
+        let mut entries = std::mem::take(&mut sink.entries);
+        if !entries.iter().any(|e| e.path.is_empty()) {
+            if entries.is_empty() {
                 return Err(StoreError::InvalidImage(format!(
                     "{source} has no `rootfs/` directory"
                 )));
             }
-            sink.entries.insert(0, implied_rootfs());
+            entries.insert(0, implied_rootfs());
         }
-        aci::check_tree(&sink.entries)?;
-        let id = format!("sha512-{}", hex::encode(reader.hasher.finalize()));
+        aci::check_tree(&entries)?;
+        tracing::debug!("tar parsed and hashed; waiting for the chunk writer");
+        let written = sink.chunks.finish()?;
+        let mut files = sink.files;
+        for (file_id, chunks) in sink.file_order.iter().zip(written.files) {
+            if let Some(rec) = files.get_mut(file_id) {
+                if rec.chunks.is_empty() {
+                    rec.chunks = chunks;
+                }
+            }
+        }
         let parsed = Parsed {
-            id,
+            id: format!("sha512-{}", hex::encode(reader.hasher.finalize())),
             manifest_bytes,
             manifest,
-            entries: std::mem::take(&mut sink.entries),
-            files: std::mem::take(&mut sink.files),
-            new_chunks: std::mem::take(&mut sink.new_chunks),
-            recipe: std::mem::take(&mut sink.recipe).finish()?,
+            entries,
+            files,
+            new_chunks: written.new_chunks,
+            recipe: sink.recipe.finish()?,
             tar_bytes: reader.bytes,
         };
-        Ok((parsed, sink.pack))
+        Ok((parsed, written.pack))
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod aci;
 mod chunker;
+mod chunkwriter;
 mod content;
 pub mod db;
 pub mod decompress;
@@ -31,7 +32,7 @@ pub use content::{VerifyProblem, VerifyReport};
 pub use entry::{Entry, EntryKind, FileId};
 pub use error::{Result, StoreError};
 pub use gc::GcReport;
-pub use images::{ImageInfo, ImageRef};
+pub use images::{ChunkRef, ImageInfo, ImageRef};
 pub use import::ImportOutcome;
 
 use error::IoContext;

@@ -63,13 +63,13 @@ impl AppRef {
 }
 
 fn split_version<'a>(head: &'a str, s: &str) -> Result<(&'a str, Option<String>), SchemaError> {
+    if s.matches(':').count() > head.matches(':').count() || head.matches(':').count() > 1 {
+        let rule = "':' may appear at most once, right after the image name";
+        return Err(SchemaError::invalid("image reference", s, rule));
+    }
     let Some((name, version)) = head.split_once(':') else {
         return Ok((head, None));
     };
-    if version.contains(':') {
-        let rule = "':' may appear only once, between the name and the version";
-        return Err(SchemaError::invalid("image reference", s, rule));
-    }
     if version.is_empty() {
         return Err(SchemaError::invalid(
             "image reference",

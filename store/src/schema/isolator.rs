@@ -267,3 +267,123 @@ pub(crate) fn check_app_isolators(list: &[Isolator], path: &str) -> Result<(), S
     }
     Ok(())
 }
+
+/// A resource quantity such as `20m`, `1G` or `2Gi` (Kubernetes syntax).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Quantity(String);
+
+impl Quantity {
+    /// Validates the syntax of a quantity.
+    pub fn parse(s: &str) -> Result<Self, SchemaError> {
+        let t = s.trim();
+        check_quantity(t).map_err(|rule| SchemaError::invalid("quantity", s, rule))?;
+        Ok(Quantity(t.to_string()))
+    }
+
+    /// The quantity as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value in thousandths of the unit (millicores for CPU), rounded up;
+    /// `None` if it does not fit.
+    pub fn milli_value(&self) -> Option<i128> {
+        scaled(&self.0, 3)
+    }
+
+    /// The value in whole units (bytes for memory), rounded up; `None` if it does not fit.
+    pub fn value(&self) -> Option<i128> {
+        scaled(&self.0, 0)
+    }
+}
+
+/// Splits a suffix into (power of ten, power of two).
+fn suffix_scale(suffix: &str) -> Option<(i32, u32)> {
+    let dec = ["n", "u", "m", "", "k", "M", "G", "T", "P", "E"];
+    if let Some(i) = dec.iter().position(|d| *d == suffix) {
+        return Some((3 * i as i32 - 9, 0));
+    }
+    let bin = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    if let Some(i) = bin.iter().position(|b| *b == suffix) {
+        return Some((0, 10 * (i as u32 + 1)));
+    }
+    suffix.get(1..)?.parse::<i32>().ok().map(|e| (e, 0))
+}
+
+/// `s * 10^extra`, rounded up (towards positive infinity).
+fn scaled(s: &str, extra: i32) -> Option<i128> {
+    check_quantity(s).ok()?;
+    let neg = s.starts_with('-');
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (num, suffix) = body.split_at(split);
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let (ten, two) = suffix_scale(suffix)?;
+    let mut n: i128 = format!("{int}{frac}").parse().ok()?;
+    n = n.checked_mul(2i128.checked_pow(two)?)?;
+    let exp = ten
+        .checked_add(extra)?
+        .checked_sub(i32::try_from(frac.len()).ok()?)?;
+    let pow = 10i128.checked_pow(exp.unsigned_abs())?;
+    let v = if exp >= 0 {
+        n.checked_mul(pow)?
+    } else {
+        n / pow + i128::from(n % pow != 0 && !neg)
+    };
+    Some(if neg { -v } else { v })
+}
+
+impl Isolator {
+    fn obj(&self) -> Option<Obj<'_>> {
+        Obj::new(&self.value, "value").ok()
+    }
+
+    /// For `resource/*` isolators: the `limit` quantity.
+    pub fn resource_limit(&self) -> Option<Quantity> {
+        self.quantity("limit")
+    }
+
+    /// For `resource/*` isolators: the `request` quantity (the spec says it defaults to
+    /// the limit; that is left to the caller).
+    pub fn resource_request(&self) -> Option<Quantity> {
+        self.quantity("request")
+    }
+
+    fn quantity(&self, key: &str) -> Option<Quantity> {
+        if !self.name.as_str().starts_with("resource/") {
+            return None;
+        }
+        match self.obj()?.get(key)? {
+            Value::String(s) => Quantity::parse(s).ok(),
+            Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
+            _ => None,
+        }
+    }
+
+    /// For capability and seccomp isolators: the `set` list.
+    pub fn set(&self) -> Option<Vec<String>> {
+        self.obj()?.strings("set").ok()
+    }
+
+    /// For seccomp isolators: the `errno`, if given.
+    pub fn errno(&self) -> Option<String> {
+        self.obj()?.string("errno").ok().filter(|e| !e.is_empty())
+    }
+
+    /// For boolean isolators (`os/linux/no-new-privileges`).
+    pub fn bool_value(&self) -> Option<bool> {
+        self.value.as_bool()
+    }
+
+    /// For integer isolators (`os/linux/oom-score-adj`, `os/linux/cpu-shares`).
+    pub fn int_value(&self) -> Option<i64> {
+        self.value.as_i64()
+    }
+
+    /// For `os/unix/sysctl` and other string maps.
+    pub fn string_map(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        super::json::string_map(&self.value, "value").ok()
+    }
+}

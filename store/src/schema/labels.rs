@@ -219,6 +219,22 @@ impl Annotations {
         Ok(a)
     }
 
+    /// Builds annotations from `(name, value)` pairs, validating names and the list.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, SchemaError> {
+        let list = pairs
+            .into_iter()
+            .map(|(n, v)| {
+                Ok(Annotation {
+                    name: AcIdentifier::parse(n).map_err(|e| e.described_as("annotation name"))?,
+                    value: v.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, SchemaError>>()?;
+        Self::new(list)
+    }
+
     /// The value of the annotation called `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

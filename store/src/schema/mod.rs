@@ -30,7 +30,7 @@ pub use appref::AppRef;
 pub use error::SchemaError;
 pub use image::{Dependency, ImageManifest};
 pub use isolator::{
-    check_quantity, validate_value as validate_isolator_value, Isolator, KNOWN_ISOLATORS,
+    check_quantity, validate_value as validate_isolator_value, Isolator, Quantity, KNOWN_ISOLATORS,
 };
 pub use labels::{check_os_arch, Annotation, Annotations, Label, Labels, VALID_OS_ARCH};
 pub use pod::{

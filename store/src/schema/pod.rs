@@ -397,6 +397,12 @@ impl PodManifest {
         Self::from_json(&parse_bytes(bytes)?, "")
     }
 
+    /// Checks a manifest built in code against every rule `parse` applies (as Go's
+    /// `MarshalJSON` does before writing).
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        Self::from_json(&self.to_json_value(), "").map(|_| ())
+    }
+
     /// Compact JSON, fields in appc order.
     pub fn to_json(&self) -> String {
         self.to_json_value().to_string()

@@ -966,6 +966,8 @@ fn schema_app_ref() {
         "a:1,version=2",
         "a,os=linux,os=darwin",
         "a,name=b",
+        "a,os=li:nux",
+        "a,os=linux:1",
         "a,=x",
     ] {
         assert!(AppRef::parse(bad).is_err(), "{bad:?} accepted");
@@ -982,4 +984,232 @@ fn schema_serde_impls() {
     let back: ImageManifest = serde_json::from_value(v).unwrap();
     assert_eq!(back, m);
     assert!(serde_json::from_str::<Volume>(r#"{"name":"v","kind":"host"}"#).is_err());
+}
+
+/// A tiny deterministic PRNG (xorshift64) for the mutation test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn replacement(rng: &mut Rng) -> serde_json::Value {
+    let choices = [
+        "null",
+        "0",
+        "1",
+        "-1",
+        "65535",
+        "65536",
+        "2.5",
+        "\"\"",
+        "\"x\"",
+        "\"Z\"",
+        "true",
+        "[]",
+        "{}",
+        "\"sha512-1\"",
+        "\"/abs\"",
+        "\"empty\"",
+        "\"host\"",
+        "\"linux\"",
+        "\"arm64\"",
+        "\"pre-start\"",
+        "\"0.0.0\"",
+        "\"1.2.3-\"",
+        "[\"a\"]",
+        "{\"set\":[]}",
+    ];
+    serde_json::from_str(choices[rng.next(choices.len())]).unwrap()
+}
+
+fn mutate(v: &mut serde_json::Value, rng: &mut Rng) {
+    use serde_json::Value;
+    if rng.next(8) == 0 {
+        *v = replacement(rng);
+        return;
+    }
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map.keys().nth(rng.next(map.len())).unwrap().clone();
+            match rng.next(6) {
+                0 => {
+                    map.remove(&key);
+                }
+                1 => {
+                    let val = map.remove(&key).unwrap();
+                    map.insert(key.to_uppercase(), val);
+                }
+                _ => mutate(map.get_mut(&key).unwrap(), rng),
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let i = rng.next(items.len());
+            if rng.next(5) == 0 {
+                let dup = items[i].clone();
+                items.push(dup);
+            } else {
+                mutate(&mut items[i], rng);
+            }
+        }
+        _ => *v = replacement(rng),
+    }
+}
+
+#[test]
+fn schema_mutated_examples_round_trip() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let sources = ["image.json", "pod_runtime.json", "pod_template.json"];
+    let bases: Vec<serde_json::Value> = sources
+        .iter()
+        .map(|s| serde_json::from_slice(&testdata(s)).unwrap())
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let mut v = bases[round % bases.len()].clone();
+        for _ in 0..=rng.next(3) {
+            mutate(&mut v, &mut rng);
+        }
+        let bytes = v.to_string().into_bytes();
+        match (ImageManifest::parse(&bytes), PodManifest::parse(&bytes)) {
+            (Ok(m), _) => {
+                accepted += 1;
+                assert_eq!(
+                    ImageManifest::parse(m.to_json().as_bytes()).unwrap(),
+                    m,
+                    "{v}"
+                );
+            }
+            (_, Ok(p)) => {
+                accepted += 1;
+                assert_eq!(
+                    PodManifest::parse(p.to_json().as_bytes()).unwrap(),
+                    p,
+                    "{v}"
+                );
+            }
+            (Err(a), Err(b)) => {
+                refused += 1;
+                assert!(!a.to_string().is_empty() && !b.to_string().is_empty());
+            }
+        }
+    }
+    assert!(
+        accepted > 300 && refused > 300,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+#[test]
+fn schema_sanitize() {
+    let ids = [
+        ("foo#", "foo"),
+        ("FOO", "foo"),
+        ("EXAMPLE.com", "example.com"),
+        ("foo.com/BAR", "foo.com/bar"),
+        ("/app", "app"),
+        ("app/", "app"),
+        ("_app", "app"),
+        ("app~", "app"),
+        ("app///", "app"),
+        ("-/.app..", "app"),
+        ("-/app.name-test/-/", "app.name-test"),
+        (
+            "sub-domain.example.com/org/product/~alice/release-1.0.0",
+            "sub-domain.example.com/org/product/~alice/release-1.0.0",
+        ),
+    ];
+    for (input, want) in ids {
+        assert_eq!(
+            AcIdentifier::sanitize(input).unwrap().as_str(),
+            want,
+            "{input}"
+        );
+    }
+    let names = [
+        ("foo#", "foo"),
+        ("EXAMPLE.com", "example-com"),
+        ("foo.com/BAR", "foo-com-bar"),
+        ("example.com/app_1", "example-com-app-1"),
+        ("app.", "app"),
+        ("-/.app..", "app"),
+        ("-/app.name-test/-/", "app-name-test"),
+        (
+            "sub-domain.example.com/org/product/release-1.0.0",
+            "sub-domain-example-com-org-product-release-1-0-0",
+        ),
+    ];
+    for (input, want) in names {
+        assert_eq!(AcName::sanitize(input).unwrap().as_str(), want, "{input}");
+    }
+    for bad in ["__", "..", "//", "", ".//-"] {
+        assert!(AcIdentifier::sanitize(bad).is_err(), "{bad:?}");
+        assert!(AcName::sanitize(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn schema_isolator_accessors_and_quantities() {
+    let m = ImageManifest::parse(&testdata("image.json")).unwrap();
+    let isos = &m.app.as_ref().unwrap().isolators;
+    assert_eq!(isos[0].resource_limit().unwrap().milli_value(), Some(20));
+    assert_eq!(
+        isos[1].resource_limit().unwrap().value(),
+        Some(1_000_000_000)
+    );
+    assert_eq!(isos[1].resource_request(), None);
+    assert_eq!(
+        isos[2].set().unwrap(),
+        vec!["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"]
+    );
+    assert_eq!(isos[3].bool_value(), Some(true));
+    assert_eq!(isos[4].errno().as_deref(), Some("EACCESS"));
+    let q = |s: &str| Quantity::parse(s).unwrap();
+    assert_eq!(q("2Gi").value(), Some(2_147_483_648));
+    assert_eq!(q("1G").value(), Some(1_000_000_000));
+    assert_eq!(q("30m").milli_value(), Some(30));
+    assert_eq!(q("1m").value(), Some(1), "rounded up");
+    assert_eq!(q("1.5").milli_value(), Some(1500));
+    assert_eq!(q("1e3").value(), Some(1000));
+    assert_eq!(q("1Ki").value(), Some(1024));
+    assert_eq!(q("-1").value(), Some(-1));
+    assert_eq!(q("1E300").value(), None, "too large");
+    for bad in ["", "G", "1.2.3", "1x", "1Kib", "1e", "abc"] {
+        assert!(Quantity::parse(bad).is_err(), "{bad:?}");
+    }
+    let pod = PodManifest::parse(&testdata("pod_runtime.json")).unwrap();
+    let sysctl = pod.isolators[1].string_map().unwrap();
+    assert_eq!(
+        sysctl.get("net.ipv4.tcp_fin_timeout").map(String::as_str),
+        Some("6")
+    );
+}
+
+#[test]
+fn schema_validate_built_manifests() {
+    let mut m = ImageManifest::parse(&testdata("image.json")).unwrap();
+    assert!(m.validate().is_ok());
+    m.app.as_mut().unwrap().user.clear();
+    assert!(m
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("user is required"));
+    let mut p = PodManifest::parse(&testdata("pod_runtime.json")).unwrap();
+    assert!(p.validate().is_ok());
+    let dup = p.volumes[0].clone();
+    p.volumes.push(dup);
+    assert!(p
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate volume name"));
+    let a = Annotations::from_pairs([("created", "2014-10-27T19:32:27Z")]).unwrap();
+    assert_eq!(a.get("created"), Some("2014-10-27T19:32:27Z"));
+    assert!(Annotations::from_pairs([("created", "yesterday")]).is_err());
 }

@@ -10,6 +10,7 @@ use super::SchemaError;
 
 const AC_IDENTIFIER_RULE: &str = "AC Identifier must match ^[a-z0-9]+([-._~/][a-z0-9]+)*$ \
      (lowercase letters, digits and -._~/ separators)";
+const ID_SEPS: [char; 5] = ['-', '.', '_', '~', '/'];
 const AC_NAME_RULE: &str =
     "AC Name must match ^[a-z0-9]+([-][a-z0-9]+)*$ (lowercase letters, digits and - separators)";
 
@@ -25,6 +26,29 @@ fn check_ident(s: &str, what: &str, rule: &str, seps: &[char]) -> Result<(), Sch
         return Err(SchemaError::invalid(what, s, rule));
     }
     Ok(())
+}
+
+/// Lower-cases `s`, replaces characters outside `[a-z0-9]` and `seps` by `repl` and strips
+/// separators from both edges (appc's `Sanitize*` helpers).
+fn sanitize(s: &str, seps: &[char], repl: char) -> Result<String, SchemaError> {
+    let mapped: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            let ok = c.is_ascii_lowercase() || c.is_ascii_digit() || seps.contains(&c);
+            if ok {
+                c
+            } else {
+                repl
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_matches(|c| seps.contains(&c));
+    if trimmed.is_empty() {
+        let rule = "must contain at least one valid character";
+        return Err(SchemaError::invalid("name to sanitize", s, rule));
+    }
+    Ok(trimmed.to_string())
 }
 
 macro_rules! string_newtype {
@@ -86,13 +110,14 @@ pub struct AcIdentifier(String);
 impl AcIdentifier {
     /// Validates `s` as an AC Identifier.
     pub fn parse(s: &str) -> Result<Self, SchemaError> {
-        check_ident(
-            s,
-            "AC Identifier",
-            AC_IDENTIFIER_RULE,
-            &['-', '.', '_', '~', '/'],
-        )?;
+        check_ident(s, "AC Identifier", AC_IDENTIFIER_RULE, &ID_SEPS)?;
         Ok(AcIdentifier(s.to_string()))
+    }
+
+    /// Makes a valid AC Identifier out of `s`: lower-cases it, replaces invalid characters
+    /// with `_` and strips separators at the edges (appc's `SanitizeACIdentifier`).
+    pub fn sanitize(s: &str) -> Result<Self, SchemaError> {
+        Self::parse(&sanitize(s, &ID_SEPS, '_')?)
     }
 }
 string_newtype!(AcIdentifier);
@@ -108,6 +133,13 @@ impl AcName {
     pub fn parse(s: &str) -> Result<Self, SchemaError> {
         check_ident(s, "AC Name", AC_NAME_RULE, &['-'])?;
         Ok(AcName(s.to_string()))
+    }
+
+    /// Makes a valid AC Name out of `s`: lower-cases it, replaces invalid characters with `-`
+    /// and strips `-` at the edges (appc's `SanitizeACName`), e.g. for app names derived
+    /// from image names.
+    pub fn sanitize(s: &str) -> Result<Self, SchemaError> {
+        Self::parse(&sanitize(s, &['-'], '-')?)
     }
 }
 string_newtype!(AcName);
