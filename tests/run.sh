@@ -21,7 +21,7 @@ PACKAGES=(
     tar gzip bzip2 xz-utils
     attr           # setfattr/getfattr: xattrs in images
     coreutils findutils util-linux # du, find, mount/umount
-    build-essential pkg-config # C compilers for bundled SQLite, zstd, lzma
+    build-essential pkg-config libssl-dev # C compilers for bundled SQLite, zstd, lzma; libcrypto (SHA-512)
 )
 if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
     step "apt-get install ${PACKAGES[*]}"
