@@ -88,6 +88,12 @@ impl HmacKeyStore {
         }
     }
 
+    /// A key store holding `key`, stored nowhere (for fuzzing and tests).
+    #[doc(hidden)]
+    pub fn from_key(key: [u8; KEY_LEN]) -> HmacKeyStore {
+        Self::from_parts(key, PathBuf::new())
+    }
+
     fn from_parts(key: [u8; KEY_LEN], path: PathBuf) -> HmacKeyStore {
         HmacKeyStore {
             key: Arc::new(key),

@@ -7,6 +7,8 @@
 //! `AC_METADATA_URL/acMetadata/v1/` until it is dropped. See `docs/metadata-service.md`.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hmac_key;
 pub mod http;
 mod pod;
