@@ -19,5 +19,5 @@ mod uuid;
 pub use error::{MetadataError, Result};
 pub use hmac_key::{HmacKeyStore, Verification, KEY_DIR, KEY_FILE, KEY_LEN};
 pub use pod::{AppMetadata, PodMetadata};
-pub use server::{Limits, MetadataServer};
+pub use server::{BoundMetadataServer, Limits, MetadataServer};
 pub use uuid::PodUuid;

@@ -20,7 +20,8 @@ use crate::service::Service;
 /// Bounds on what clients may cost the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; more are answered 503 at once and closed.
+    /// Connections served at once; up to as many more are answered 503 and closed, and
+    /// beyond that connections are closed without an answer.
     pub max_connections: usize,
     /// Time a client has to send its whole request (slow clients get 408 and are dropped).
     pub request_timeout: Duration,
@@ -64,43 +65,42 @@ impl MetadataServer {
         keys: &HmacKeyStore,
         limits: Limits,
     ) -> Result<MetadataServer> {
+        Self::bind(meta, bind, keys)?.serve(limits)
+    }
+
+    /// Binds the port without starting any thread yet: the URL is known, and a supervisor
+    /// that must `fork` (a PID namespace's init) can do so while still single-threaded, then
+    /// call [`BoundMetadataServer::serve`]. Connections made meanwhile wait in the backlog.
+    pub fn bind(
+        meta: PodMetadata,
+        bind: SocketAddr,
+        keys: &HmacKeyStore,
+    ) -> Result<BoundMetadataServer> {
         let pod = Pod::new(meta)?;
         let token = new_token()?;
         let listen_err = |source| MetadataError::Listen { addr: bind, source };
         let listener = TcpListener::bind(bind).map_err(listen_err)?;
         let addr = listener.local_addr().map_err(listen_err)?;
-        let accepting = listener.try_clone().map_err(listen_err)?;
-        let service = Arc::new(Service {
-            pod,
-            keys: keys.clone(),
-            token: token.clone(),
-        });
-        let stopping = Arc::new(AtomicBool::new(false));
-        let stop = stopping.clone();
-        let accept_thread = std::thread::Builder::new()
-            .name("rkt-metadata".into())
-            .spawn(move || accept_loop(accepting, service, stop, limits))
-            .map_err(listen_err)?;
-        tracing::debug!(%addr, "metadata service listening");
-        Ok(MetadataServer {
-            addr,
-            token,
-            stopping,
+        Ok(BoundMetadataServer {
+            service: Service {
+                pod,
+                keys: keys.clone(),
+                token,
+            },
             listener,
-            accept_thread: Some(accept_thread),
+            addr,
         })
     }
 
     /// The value of `AC_METADATA_URL` for the pod's apps: `http://ADDR:PORT/TOKEN`.
     pub fn url(&self) -> String {
-        self.url_for_host(self.addr.ip())
+        url(self.addr, self.addr.ip(), &self.token)
     }
 
     /// `AC_METADATA_URL` with another host address: for a server bound to `0.0.0.0`, the
     /// address the apps reach it at.
     pub fn url_for_host(&self, host: IpAddr) -> String {
-        let addr = SocketAddr::new(host, self.addr.port());
-        format!("http://{addr}/{}", self.token)
+        url(self.addr, host, &self.token)
     }
 
     /// The address and port the server listens on.
@@ -134,6 +134,58 @@ impl Drop for MetadataServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A metadata service whose port is bound but that does not answer yet.
+#[derive(Debug)]
+pub struct BoundMetadataServer {
+    service: Service,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl BoundMetadataServer {
+    /// The value of `AC_METADATA_URL`, as [`MetadataServer::url`].
+    pub fn url(&self) -> String {
+        url(self.addr, self.addr.ip(), &self.service.token)
+    }
+
+    /// As [`MetadataServer::url_for_host`].
+    pub fn url_for_host(&self, host: IpAddr) -> String {
+        url(self.addr, host, &self.service.token)
+    }
+
+    /// The address and port bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts answering, on an accept thread and one thread per connection.
+    pub fn serve(self, limits: Limits) -> Result<MetadataServer> {
+        let addr = self.addr;
+        let listen_err = |source| MetadataError::Listen { addr, source };
+        let accepting = self.listener.try_clone().map_err(listen_err)?;
+        let token = self.service.token.clone();
+        let service = Arc::new(self.service);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
+        let accept_thread = std::thread::Builder::new()
+            .name("rkt-metadata".into())
+            .spawn(move || accept_loop(accepting, service, stop, limits))
+            .map_err(listen_err)?;
+        tracing::debug!(%addr, "metadata service listening");
+        Ok(MetadataServer {
+            addr,
+            token,
+            stopping,
+            listener: self.listener,
+            accept_thread: Some(accept_thread),
+        })
+    }
+}
+
+fn url(bound: SocketAddr, host: IpAddr, token: &str) -> String {
+    format!("http://{}/{token}", SocketAddr::new(host, bound.port()))
 }
 
 fn new_token() -> Result<String> {
@@ -175,20 +227,23 @@ fn accept_loop(
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-            let guard = Active(active.clone());
-            refuse_busy(stream);
-            drop(guard);
+        let before = active.fetch_add(1, Ordering::SeqCst);
+        let guard = Active(active.clone());
+        if before >= limits.max_connections.saturating_mul(2) {
+            // A flood: close at once, spending nothing on it.
             continue;
         }
-        let guard = Active(active.clone());
         let service = service.clone();
         let spawned = std::thread::Builder::new()
             .name("rkt-metadata-conn".into())
             .stack_size(256 * 1024)
             .spawn(move || {
                 let _guard = guard;
-                serve_connection(stream, &service, limits.request_timeout);
+                if before >= limits.max_connections {
+                    refuse_busy(stream);
+                } else {
+                    serve_connection(stream, &service, limits.request_timeout);
+                }
             });
         if let Err(e) = spawned {
             tracing::warn!("metadata service: cannot start a connection thread: {e}");
@@ -196,10 +251,13 @@ fn accept_loop(
     }
 }
 
+/// Answers 503 without reading the request (beyond draining it so the answer arrives).
 fn refuse_busy(mut stream: TcpStream) {
-    let _ = stream.set_nonblocking(true);
     let busy = Response::error(503, "too many connections to the metadata service; retry");
-    let _ = stream.write_all(&busy.to_bytes(false));
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(&busy.to_bytes(false)).is_ok() {
+        linger(stream);
+    }
 }
 
 /// Why no request could be read.

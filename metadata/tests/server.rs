@@ -730,3 +730,28 @@ print("validated", uuid)
     );
     assert_eq!(stdout.trim(), format!("validated {UUID_A}"));
 }
+
+#[test]
+fn bind_first_then_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = HmacKeyStore::open(dir.path()).unwrap();
+    let bound = MetadataServer::bind(metadata(UUID_A), loopback(), &keys).unwrap();
+    let url = bound.url();
+    let addr = bound.local_addr();
+    // A client connecting before serve() waits in the backlog and is answered afterwards.
+    let early = std::thread::spawn(move || {
+        let target = format!(
+            "{}/acMetadata/v1/pod/uuid",
+            &url[url.find(&addr.to_string()).unwrap() + addr.to_string().len()..]
+        );
+        raw(addr, format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let server = bound.serve(Limits::default()).unwrap();
+    assert_eq!(server.local_addr(), addr);
+    let r = early.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, UUID_A));
+    // url_for_host keeps port and token.
+    let other = server.url_for_host("10.0.0.1".parse().unwrap());
+    assert_eq!(other, server.url().replace("127.0.0.1", "10.0.0.1"));
+}
