@@ -305,10 +305,15 @@ fn linger(mut stream: TcpStream) {
 fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<(Head, Vec<u8>), ReadFailure> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
+    let mut scanned = 0usize;
     let head_len = loop {
-        if let Some(end) = head_end(&buf) {
-            break end;
+        // Only the new bytes (and the 3 before them) can complete the blank line: a client
+        // sending a byte at a time costs linear, not quadratic, time.
+        let from = scanned.saturating_sub(3);
+        if let Some(end) = head_end(&buf[from..]) {
+            break from + end;
         }
+        scanned = buf.len();
         if buf.len() >= MAX_HEAD {
             break MAX_HEAD + 1;
         }

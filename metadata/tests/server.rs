@@ -755,3 +755,25 @@ fn bind_first_then_serve() {
     let other = server.url_for_host("10.0.0.1".parse().unwrap());
     assert_eq!(other, server.url().replace("127.0.0.1", "10.0.0.1"));
 }
+
+#[test]
+fn head_sent_a_byte_at_a_time() {
+    let f = fixture();
+    for end in ["\r\n\r\n", "\n\n"] {
+        let req = format!(
+            "GET {}/acMetadata/v1/pod/uuid HTTP/1.1\r\nHost: x{end}",
+            base(&f.server)
+        );
+        let mut s = TcpStream::connect(f.server.local_addr()).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        for b in req.bytes() {
+            s.write_all(&[b]).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let r = parse_reply(&out);
+        assert_eq!((r.status, r.text().as_str()), (200, UUID_A));
+    }
+}
