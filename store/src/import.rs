@@ -7,7 +7,6 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use rusqlite::{params, Transaction};
-use sha2::{Digest, Sha512};
 
 use crate::aci::{self, Place};
 use crate::chunkwriter::{ChunkWriter, NewChunk};
@@ -274,16 +273,33 @@ impl TarSink for ImportSink {
 
 /// Reader that hashes (SHA-512 for images, SHA-256 for layers) and counts everything read
 /// through it.
-pub(crate) struct HashingReader<R, H = Sha512> {
+pub(crate) struct HashingReader<R, H = crate::imageid::ImageHasher> {
     pub(crate) inner: R,
     pub(crate) hasher: H,
     pub(crate) bytes: u64,
 }
 
-impl<R: Read, H: Digest> Read for HashingReader<R, H> {
+/// What [`HashingReader`] can feed.
+pub(crate) trait Update {
+    fn update_with(&mut self, bytes: &[u8]);
+}
+
+impl Update for crate::imageid::ImageHasher {
+    fn update_with(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Update for sha2::Sha256 {
+    fn update_with(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(self, bytes);
+    }
+}
+
+impl<R: Read, H: Update> Read for HashingReader<R, H> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.update_with(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -395,7 +411,7 @@ impl Store {
         tracing::debug!(source, compression = kind.name(), "importing");
         let mut reader = HashingReader {
             inner: reader,
-            hasher: Sha512::new(),
+            hasher: crate::imageid::ImageHasher::default(),
             bytes: 0,
         };
         let chunks = ChunkWriter::start(pack, self.db.0.clone())?;
@@ -411,11 +427,11 @@ impl Store {
                     "the archive has no `rootfs/` directory".into(),
                 ));
             }
-            entries.insert(0, implied_rootfs());
+            entries.insert(0, Entry::implied_dir(""));
         }
         aci::check_tree(&entries)?;
         let parsed = Parsed {
-            id: format!("sha512-{}", hex::encode(reader.hasher.finalize())),
+            id: reader.hasher.finish(),
             manifest_bytes,
             manifest,
             entries,
@@ -486,25 +502,6 @@ pub(crate) fn parse_tar(
         manifest: sink.manifest,
         pack: written.pack,
     })
-}
-
-fn implied_rootfs() -> Entry {
-    Entry {
-        path: String::new(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        link: None,
-        dev_major: 0,
-        dev_minor: 0,
-        xattrs: Vec::new(),
-        file_id: None,
-        sparse: None,
-    }
 }
 
 /// Bytes after the tar's end belong to the image ID and must be exported again.

@@ -15,6 +15,7 @@ pub mod docker;
 pub mod entry;
 pub mod error;
 mod gc;
+mod imageid;
 mod images;
 mod import;
 mod lock;
