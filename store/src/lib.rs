@@ -19,6 +19,7 @@ mod import;
 mod lock;
 mod pack;
 mod recipe;
+mod remotes;
 pub mod render;
 pub mod schema;
 pub mod tarstream;
@@ -34,6 +35,7 @@ pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use images::{ChunkRef, ImageInfo, ImageRef};
 pub use import::ImportOutcome;
+pub use remotes::Remote;
 
 use error::IoContext;
 
