@@ -11,7 +11,7 @@ pub mod http;
 pub mod manifest;
 pub mod meta;
 pub mod progress;
-mod pubkeys;
+pub mod pubkeys;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -3,5 +3,5 @@
 pub mod keystore;
 pub mod verify;
 
-pub use keystore::{Keystore, KeystoreError, TrustScope};
-pub use verify::{describe_key, parse_keys, verify_detached, VerifyError};
+pub use keystore::{Keystore, TrustScope};
+pub use verify::{describe_key, parse_keys, verify_detached};

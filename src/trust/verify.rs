@@ -84,7 +84,7 @@ pub fn verify_detached(
     match (result, outcome) {
         (Ok(()), Some(Ok(fp))) => check_valid_now(keyring, &fp, &policy, name).map(|_| fp),
         (_, Some(Err(e))) => Err(e),
-        (Err(e), None) => Err(VerifyError::Malformed {
+        (Err(e), _) => Err(VerifyError::Malformed {
             name: name.into(),
             reason: e.to_string(),
         }),

@@ -61,9 +61,6 @@ impl State {
     pub fn route(&self, target: &str, r: Route) {
         self.routes.lock().unwrap().insert(target.into(), r);
     }
-    pub fn remove(&self, target: &str) {
-        self.routes.lock().unwrap().remove(target);
-    }
     pub fn requests(&self, target: &str) -> Vec<Request> {
         let log = self.log.lock().unwrap();
         log.iter().filter(|r| r.target == target).cloned().collect()
