@@ -71,13 +71,22 @@ impl Env {
 
     fn ok(&self, args: &[&str]) -> String {
         let o = self.rkt(args);
-        assert!(o.status.success(), "{}", common::describe(&format!("{args:?}"), &o));
+        assert!(
+            o.status.success(),
+            "{}",
+            common::describe(&format!("{args:?}"), &o)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
 
     fn fails(&self, args: &[&str]) -> String {
         let o = self.rkt(args);
-        assert_eq!(o.status.code(), Some(254), "{}", common::describe(&format!("{args:?}"), &o));
+        assert_eq!(
+            o.status.code(),
+            Some(254),
+            "{}",
+            common::describe(&format!("{args:?}"), &o)
+        );
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
@@ -87,8 +96,13 @@ impl Env {
         common::build_small_layout(&layout, name, Some(version), file.as_bytes());
         let out = self.root.join("aci").join(file);
         common::actool_build(&layout, &out, true);
-        self.gpg
-            .sign(key, &out, &PathBuf::from(format!("{}.asc", out.display())), false, None);
+        self.gpg.sign(
+            key,
+            &out,
+            &PathBuf::from(format!("{}.asc", out.display())),
+            false,
+            None,
+        );
         out
     }
 
@@ -109,7 +123,10 @@ impl Env {
     }
 
     fn tmp_is_empty(&self) -> bool {
-        std::fs::read_dir(self.store().join("tmp")).unwrap().next().is_none()
+        std::fs::read_dir(self.store().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
     }
 
     /// An HTTPS server on 127.0.0.1 (random port); returns its state and base URL.
@@ -147,20 +164,41 @@ fn trust_refuses_unbounded_trust_and_needs_a_terminal_to_ask() {
     let e = env.fails(&["trust", k]);
     assert!(e.contains("implicit unbounded trust"), "{e}");
     let e = env.fails(&["trust", "--prefix", "example.com/app", k]);
-    assert!(e.contains("not a terminal") && e.contains("--skip-fingerprint-review"), "{e}");
+    assert!(
+        e.contains("not a terminal") && e.contains("--skip-fingerprint-review"),
+        "{e}"
+    );
     assert!(e.contains(&env.key.fpr), "the fingerprint is shown: {e}");
-    let e = env.fails(&["trust", "--prefix", "../etc", "--skip-fingerprint-review", k]);
+    let e = env.fails(&[
+        "trust",
+        "--prefix",
+        "../etc",
+        "--skip-fingerprint-review",
+        k,
+    ]);
     assert!(e.contains("invalid prefix"), "{e}");
     assert!(!env.root.join("local/trustedkeys").exists());
 
-    env.ok(&["trust", "--prefix", "example.com/app", "--skip-fingerprint-review", k]);
+    env.ok(&[
+        "trust",
+        "--prefix",
+        "example.com/app",
+        "--skip-fingerprint-review",
+        k,
+    ]);
     let stored = env
         .root
         .join("local/trustedkeys/prefix.d/example.com/app")
         .join(&env.key.fpr);
-    assert!(String::from_utf8(read(&stored)).unwrap().contains("BEGIN PGP PUBLIC KEY BLOCK"));
+    assert!(String::from_utf8(read(&stored))
+        .unwrap()
+        .contains("BEGIN PGP PUBLIC KEY BLOCK"));
     env.ok(&["trust", "--root", "--skip-fingerprint-review", k]);
-    assert!(env.root.join("local/trustedkeys/root.d").join(&env.key.fpr).is_file());
+    assert!(env
+        .root
+        .join("local/trustedkeys/root.d")
+        .join(&env.key.fpr)
+        .is_file());
 }
 
 #[test]
@@ -190,7 +228,12 @@ fn local_files_are_verified_before_anything_is_stored() {
     std::fs::rename(asc(&other), &moved).unwrap();
     let e = env.fails(&["fetch", other.to_str().unwrap()]);
     assert!(e.contains("not signed") && e.contains("--signature"), "{e}");
-    env.ok(&["fetch", "--signature", moved.to_str().unwrap(), other.to_str().unwrap()]);
+    env.ok(&[
+        "fetch",
+        "--signature",
+        moved.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
     let bin = env.aci("bin.aci", "example.com/app/bin", "1.0.0", &env.key);
     env.gpg.sign(&env.key, &bin, &asc(&bin), true, None);
     env.ok(&["fetch", bin.to_str().unwrap()]);
@@ -206,27 +249,43 @@ fn every_bad_signature_is_refused_with_its_reason() {
     // unknown key
     let aci = env.aci("unknown.aci", "example.com/unknown", "1.0.0", &stranger);
     let e = env.fails(&["fetch", aci.to_str().unwrap()]);
-    assert!(e.contains("not trusted") && e.contains("rkt trust --prefix example.com/unknown"), "{e}");
+    assert!(
+        e.contains("not trusted") && e.contains("rkt trust --prefix example.com/unknown"),
+        "{e}"
+    );
 
     // a signature over other bytes
     let a = env.aci("a.aci", "example.com/a", "1.0.0", &env.key);
     let b = env.aci("b.aci", "example.com/a", "1.0.1", &env.key);
-    let e = env.fails(&["fetch", "--signature", asc(&b).to_str().unwrap(), a.to_str().unwrap()]);
+    let e = env.fails(&[
+        "fetch",
+        "--signature",
+        asc(&b).to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
     assert!(e.contains("does not match the image data"), "{e}");
 
     // garbage instead of a signature
     std::fs::write(env.root.join("junk.asc"), b"not a signature").unwrap();
-    let e = env.fails(&["fetch", "--signature", env.root.join("junk.asc").to_str().unwrap(), a.to_str().unwrap()]);
+    let e = env.fails(&[
+        "fetch",
+        "--signature",
+        env.root.join("junk.asc").to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
     assert!(e.contains("cannot read the signature"), "{e}");
 
     // expired key: made and used in 2020, valid for a day
-    let old = env.gpg.key("Old <old@example.com>", "1d", Some("20200101T000000!"));
+    let old = env
+        .gpg
+        .key("Old <old@example.com>", "1d", Some("20200101T000000!"));
     env.trust_file("example.com/old", &old);
     let layout = env.root.join("layouts/old");
     common::build_small_layout(&layout, "example.com/old", Some("1.0.0"), b"old");
     let aci = env.root.join("aci/old.aci");
     common::actool_build(&layout, &aci, true);
-    env.gpg.sign(&old, &aci, &asc(&aci), false, Some("20200101T120000!"));
+    env.gpg
+        .sign(&old, &aci, &asc(&aci), false, Some("20200101T120000!"));
     let e = env.fails(&["fetch", aci.to_str().unwrap()]);
     assert!(e.contains("expired"), "{e}");
 
@@ -274,9 +333,16 @@ fn https_urls_tls_and_plain_http_policy() {
     let url = format!("{base}/u.aci");
 
     // without the CA the certificate is refused, with a hint
-    let o = env.cmd(&["fetch", &url]).env_remove("SSL_CERT_FILE").output().unwrap();
+    let o = env
+        .cmd(&["fetch", &url])
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && e.contains("--insecure-options=tls"), "{e}");
+    assert!(
+        !o.status.success() && e.contains("--insecure-options=tls"),
+        "{e}"
+    );
     let o = env
         .cmd(&["--insecure-options=tls", "fetch", &url])
         .env_remove("SSL_CERT_FILE")
@@ -332,7 +398,10 @@ fn pull_policies_use_the_remembered_remote() {
     assert_eq!(env.ok(&["fetch", "--pull-policy=update", &url]), id);
     let reqs = srv.requests("/p.aci");
     assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[1].headers.get("if-none-match").map(String::as_str), Some("\"v1\""));
+    assert_eq!(
+        reqs[1].headers.get("if-none-match").map(String::as_str),
+        Some("\"v1\"")
+    );
 
     // a new version behind the same URL is fetched by update
     let v2 = env.aci("p2.aci", "example.com/p", "2.0.0", &env.key);
@@ -416,8 +485,16 @@ fn in_private_net(f: impl FnOnce() + Send + 'static) {
     let t = std::thread::spawn(move || {
         // SAFETY: unshare(2) with CLONE_NEWNET only changes this thread's namespace.
         let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
-        let st = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
+        let st = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .unwrap();
         assert!(st.success());
         f();
     });
@@ -430,12 +507,17 @@ fn in_private_net(f: impl FnOnce() + Send + 'static) {
 fn rkt_with_hosts(env: &Env, hosts: &Path, args: &[&str]) -> Output {
     let inner = env.cmd(args);
     let mut c = Command::new("unshare");
-    c.args(["--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
-        .arg(hosts)
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env("SSL_CERT_FILE", &env.ca)
-        .stdin(Stdio::null());
+    c.args([
+        "--mount",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(hosts)
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .env("SSL_CERT_FILE", &env.ca)
+    .stdin(Stdio::null());
     c.output().unwrap()
 }
 
@@ -481,12 +563,21 @@ fn walkthrough_trust_and_fetch_by_name_with_discovery() {
         let run = |args: &[&str]| rkt_with_hosts(&env, &hosts, args);
         let ok = |args: &[&str]| {
             let o = run(args);
-            assert!(o.status.success(), "{}", common::describe(&format!("{args:?}"), &o));
+            assert!(
+                o.status.success(),
+                "{}",
+                common::describe(&format!("{args:?}"), &o)
+            );
             String::from_utf8(o.stdout).unwrap()
         };
         let fails = |args: &[&str]| {
             let o = run(args);
-            assert_eq!(o.status.code(), Some(254), "{}", common::describe(&format!("{args:?}"), &o));
+            assert_eq!(
+                o.status.code(),
+                Some(254),
+                "{}",
+                common::describe(&format!("{args:?}"), &o)
+            );
             String::from_utf8_lossy(&o.stderr).into_owned()
         };
 
@@ -496,7 +587,12 @@ fn walkthrough_trust_and_fetch_by_name_with_discovery() {
         // trust by discovery (no terminal here, so the review is skipped explicitly)
         let e = fails(&["trust", "--prefix", "example.com/nginx"]);
         assert!(e.contains("not a terminal"), "{e}");
-        ok(&["trust", "--prefix", "example.com/nginx", "--skip-fingerprint-review"]);
+        ok(&[
+            "trust",
+            "--prefix",
+            "example.com/nginx",
+            "--skip-fingerprint-review",
+        ]);
         assert!(env
             .root
             .join("local/trustedkeys/prefix.d/example.com/nginx")
@@ -526,7 +622,10 @@ fn walkthrough_trust_and_fetch_by_name_with_discovery() {
         assert_eq!(env.image_count(), 2);
         // no discovery page: says where it looked
         let e = fails(&["fetch", "example.com/apache:1"]);
-        assert!(e.contains("cannot discover") && e.contains("example.com/apache"), "{e}");
+        assert!(
+            e.contains("cannot discover") && e.contains("example.com/apache"),
+            "{e}"
+        );
     });
 }
 
@@ -539,7 +638,11 @@ fn trust_keys_from_https_during_a_name_fetch() {
         let o = rkt_with_hosts(
             &env,
             &hosts,
-            &["--trust-keys-from-https", "fetch", "example.com/nginx:v1.8.0"],
+            &[
+                "--trust-keys-from-https",
+                "fetch",
+                "example.com/nginx:v1.8.0",
+            ],
         );
         assert!(o.status.success(), "{}", common::describe("fetch", &o));
         assert!(env

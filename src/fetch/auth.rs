@@ -130,7 +130,11 @@ mod tests {
         assert_eq!(h.for_host("a.com"), Some("Basic dTpw"));
         assert_eq!(h.for_host("b.com"), Some("Bearer tok"));
         assert_eq!(h.for_host("c.com"), None);
-        std::fs::write(local.join("auth.d/bad.json"), r#"{"rktKind":"auth","rktVersion":"v1","domains":["x"],"type":"aws","credentials":{}}"#).unwrap();
+        std::fs::write(
+            local.join("auth.d/bad.json"),
+            r#"{"rktKind":"auth","rktVersion":"v1","domains":["x"],"type":"aws","credentials":{}}"#,
+        )
+        .unwrap();
         let e = AuthHeaders::load(&[sys, local]).unwrap_err();
         assert!(format!("{e:#}").contains("bad.json"), "{e:#}");
     }

@@ -225,12 +225,18 @@ mod tests {
     fn appc_discovery_cases() {
         let myapp = app("example.com/myapp", FULL);
         let f = run(&[("/myapp", 1)], &myapp);
-        assert_eq!((f.endpoints, f.keys), (vec![ep(MYAPP)], vec![KEYS.to_string()]));
+        assert_eq!(
+            (f.endpoints, f.keys),
+            (vec![ep(MYAPP)], vec![KEYS.to_string()])
+        );
 
         // walks up to the parent paths
         let f = run(&[("", 1)], &app("example.com/myapp/foobar", FULL));
         let foobar = "https://storage.example.com/example.com/myapp/foobar-1.0.0-linux-amd64";
-        assert_eq!((f.endpoints, f.keys), (vec![ep(foobar)], vec![KEYS.to_string()]));
+        assert_eq!(
+            (f.endpoints, f.keys),
+            (vec![ep(foobar)], vec![KEYS.to_string()])
+        );
 
         // nothing on the walked path
         let f = run(
@@ -243,7 +249,10 @@ mod tests {
         // endpoints and keys found at different levels
         for pages in [[("", 2), ("/myapp", 3)], [("", 3), ("/myapp", 2)]] {
             let f = run(&pages, &myapp);
-            assert_eq!((f.endpoints, f.keys), (vec![ep(MYAPP)], vec![KEYS.to_string()]));
+            assert_eq!(
+                (f.endpoints, f.keys),
+                (vec![ep(MYAPP)], vec![KEYS.to_string()])
+            );
         }
         let f = run(&[("", 2)], &myapp);
         assert_eq!((f.endpoints, f.keys.len()), (vec![ep(MYAPP)], 0));
@@ -252,13 +261,19 @@ mod tests {
 
         // the most specific page wins for endpoints; keys come from the parent
         let f = run(&[("", 4), ("/myapp", 2)], &myapp);
-        assert_eq!((f.endpoints, f.keys), (vec![ep(MYAPP)], vec![KEYS.to_string()]));
+        assert_eq!(
+            (f.endpoints, f.keys),
+            (vec![ep(MYAPP)], vec![KEYS.to_string()])
+        );
     }
 
     #[test]
     fn appc_template_cases() {
         // a missing label skips the template that needs it
-        let f = run(&[("/myapp", 5)], &app("example.com/myapp", &[("version", "1.0.0")]));
+        let f = run(
+            &[("/myapp", 5)],
+            &app("example.com/myapp", &[("version", "1.0.0")]),
+        );
         assert_eq!(
             f.endpoints,
             vec![ep("https://storage.example.com/example.com/myapp-1.0.0")]

@@ -46,7 +46,9 @@ pub struct Downloaded {
 pub enum Outcome {
     Fetched(Downloaded),
     /// 304 for a conditional request.
-    NotModified { max_age: Option<i64> },
+    NotModified {
+        max_age: Option<i64>,
+    },
 }
 
 impl Client {
@@ -248,7 +250,10 @@ fn is_transient(e: &anyhow::Error) -> bool {
 
 fn describe(url: &str, e: ureq::Error, policy: &HttpPolicy) -> anyhow::Error {
     let text = e.to_string();
-    if text.contains("certificate") || text.contains("Certificate") || matches!(e, ureq::Error::Tls(_)) {
+    if text.contains("certificate")
+        || text.contains("Certificate")
+        || matches!(e, ureq::Error::Tls(_))
+    {
         let hint = if policy.insecure_tls {
             ""
         } else {

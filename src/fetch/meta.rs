@@ -58,9 +58,10 @@ fn to_meta(attrs: &[(String, String)]) -> Option<AcMeta> {
 
 fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     let n = needle.len();
-    hay.char_indices()
-        .map(|(i, _)| i)
-        .find(|&i| hay.get(i..i + n).is_some_and(|s| s.eq_ignore_ascii_case(needle)))
+    hay.char_indices().map(|(i, _)| i).find(|&i| {
+        hay.get(i..i + n)
+            .is_some_and(|s| s.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// Parses attributes up to the closing `>`; returns them (names lower-cased; the first of
@@ -127,7 +128,10 @@ fn decode_entities(v: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let tail = &rest[amp..];
-        match tail.find(';').and_then(|semi| Some((decode_one(&tail[1..semi])?, semi))) {
+        match tail
+            .find(';')
+            .and_then(|semi| Some((decode_one(&tail[1..semi])?, semi)))
+        {
             Some((c, semi)) => {
                 out.push(c);
                 rest = &tail[semi + 1..];
@@ -196,7 +200,10 @@ mod tests {
                 m("ac-discovery-pubkeys", "example.com", KEYS)
             ]
         );
-        assert_eq!(extract(&fixture(2)), vec![m("ac-discovery", "example.com", TPL)]);
+        assert_eq!(
+            extract(&fixture(2)),
+            vec![m("ac-discovery", "example.com", TPL)]
+        );
         assert_eq!(
             extract(&fixture(3)),
             vec![m("ac-discovery-pubkeys", "example.com", KEYS)]

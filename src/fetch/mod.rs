@@ -312,18 +312,12 @@ fn fetch_name(ctx: &mut FetchContext, text: &str) -> Result<String> {
     if !ctx.skip_verify {
         pubkeys::ensure_keys(ctx, &full)?;
     }
-    let want = Wanted {
-        asked: app,
-        full,
-    };
+    let want = Wanted { asked: app, full };
     let mut errors = Vec::new();
     for ep in &found.endpoints {
         let remote = ctx.store.remote(&ep.aci)?;
         if ctx.pull_policy == PullPolicy::Update {
-            if let Some(r) = remote
-                .as_ref()
-                .filter(|r| r.is_fresh(Remote::now()))
-            {
+            if let Some(r) = remote.as_ref().filter(|r| r.is_fresh(Remote::now())) {
                 return Ok(r.image_id.clone());
             }
         }

@@ -15,7 +15,9 @@ pub struct Progress {
 
 impl Progress {
     pub fn start(label: &str, total: Option<u64>) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| terminal_bar(label, total));
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| terminal_bar(label, total));
         if bar.is_none() {
             eprintln!("Downloading {label}");
         }

@@ -18,9 +18,7 @@ pub fn discover_key_urls(client: &Client, prefix: &str) -> Result<Vec<String>> {
         name: prefix.to_string(),
         labels: Default::default(),
     };
-    let found = discovery::discover(&app, false, true, &mut |p| {
-        super::discovery_page(client, p)
-    });
+    let found = discovery::discover(&app, false, true, &mut |p| super::discovery_page(client, p));
     if found.keys.is_empty() {
         bail!(
             "no public keys are published for {prefix} (ac-discovery-pubkeys): {}",

@@ -179,7 +179,9 @@ pub fn check_prefix(prefix: &str) -> Result<(), KeystoreError> {
         reason: reason.into(),
     };
     if prefix.contains("://") {
-        return Err(bad("a prefix is an image name prefix like example.com/app, not a URL"));
+        return Err(bad(
+            "a prefix is an image name prefix like example.com/app, not a URL",
+        ));
     }
     let chars_ok = prefix
         .bytes()
@@ -193,7 +195,9 @@ pub fn check_prefix(prefix: &str) -> Result<(), KeystoreError> {
         .split('/')
         .any(|p| p.is_empty() || p == "." || p == "..")
     {
-        return Err(bad("empty, \".\" and \"..\" path components are not allowed"));
+        return Err(bad(
+            "empty, \".\" and \"..\" path components are not allowed",
+        ));
     }
     Ok(())
 }

@@ -2,16 +2,15 @@
 
 use std::path::Path;
 
-use sequoia_openpgp as openpgp;
 use openpgp::cert::CertParser;
 use openpgp::parse::stream::{
-    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError,
-    VerificationHelper,
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
 };
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
 use openpgp::types::RevocationStatus;
 use openpgp::{Cert, KeyHandle};
+use sequoia_openpgp as openpgp;
 
 use super::keystore::fingerprint;
 
@@ -215,10 +214,12 @@ fn check_valid_now(
             reason: String::new(),
         });
     }
-    let valid = cert.with_policy(policy, None).map_err(|e| VerifyError::Invalid {
-        name: name.into(),
-        reason: format!("key {fp}: {e}"),
-    })?;
+    let valid = cert
+        .with_policy(policy, None)
+        .map_err(|e| VerifyError::Invalid {
+            name: name.into(),
+            reason: format!("key {fp}: {e}"),
+        })?;
     valid.alive().map_err(|e| VerifyError::Expired {
         name: name.into(),
         key: fp.into(),

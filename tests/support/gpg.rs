@@ -17,18 +17,22 @@ impl Gpg {
     pub fn new(dir: &Path) -> Gpg {
         let home = dir.join("gnupg");
         std::fs::create_dir_all(&home).unwrap();
-        std::fs::set_permissions(
-            &home,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         Gpg { home }
     }
 
     fn cmd(&self, faked_time: Option<&str>) -> Command {
         let mut c = Command::new("gpg");
-        c.env("GNUPGHOME", &self.home)
-            .args(["--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]);
+        c.env("GNUPGHOME", &self.home).args([
+            "--batch",
+            "--yes",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
         if let Some(t) = faked_time {
             c.arg("--faked-system-time").arg(t);
         }
@@ -63,14 +67,15 @@ impl Gpg {
         text.lines()
             .filter(|l| l.starts_with("fpr:"))
             .map(|l| l.split(':').nth(9).unwrap().to_lowercase())
-            .last()
+            .next()
             .unwrap()
     }
 
     /// Detached signature of `file` by `key` (armored unless `binary`).
     pub fn sign(&self, key: &Key, file: &Path, out: &Path, binary: bool, faked_time: Option<&str>) {
         let mut c = self.cmd(faked_time);
-        c.args(["--local-user", &key.fpr, "--detach-sign", "--output"]).arg(out);
+        c.args(["--local-user", &key.fpr, "--detach-sign", "--output"])
+            .arg(out);
         if !binary {
             c.arg("--armor");
         }
@@ -85,7 +90,10 @@ impl Gpg {
             .join("openpgp-revocs.d")
             .join(format!("{}.rev", key.fpr.to_uppercase()));
         let text = std::fs::read_to_string(&rev).unwrap();
-        let cleaned = text.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        let cleaned = text.replace(
+            ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        );
         let p = self.home.join("rev.asc");
         std::fs::write(&p, cleaned).unwrap();
         self.run(self.cmd(None).arg("--import").arg(&p));
