@@ -652,3 +652,47 @@ fn trust_keys_from_https_during_a_name_fetch() {
             .is_file());
     });
 }
+
+/// `script` gives rkt a terminal; the answers come from our pipe.
+fn on_terminal(env: &Env, args: &[&str], answers: &str) -> Output {
+    use std::io::Write;
+    let inner = env.cmd(args);
+    let mut line = String::from("exec");
+    for a in std::iter::once(inner.get_program()).chain(inner.get_args()) {
+        line.push_str(&format!(" '{}'", a.to_str().unwrap()));
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn trust_asks_on_a_terminal() {
+    let env = Env::new();
+    let key = env.root.join("k.asc");
+    std::fs::write(&key, &env.key.public).unwrap();
+    let k = key.to_str().unwrap();
+    let stored = env.root.join("local/trustedkeys/root.d").join(&env.key.fpr);
+
+    let o = on_terminal(&env, &["trust", "--root", k], "no\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Are you sure you want to trust this key (yes/no)?"), "{out}");
+    assert!(out.contains(&env.key.fpr) && out.contains("Not trusting key"), "{out}");
+    assert!(!stored.exists());
+
+    let o = on_terminal(&env, &["trust", "--root", k], "perhaps\nyes\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Please enter yes or no"), "{out}");
+    assert!(stored.is_file(), "{out}");
+}
