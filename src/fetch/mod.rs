@@ -143,8 +143,9 @@ fn fetch_file(ctx: &mut FetchContext, path: &Path) -> Result<String> {
         let sig = std::fs::read(&sig_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 anyhow!(
-                    "{} is not signed: no signature file {} found; give the signature with --signature FILE, \
-                     or import the image without verification with --insecure-options=image",
+                    "{} is not signed: no signature file {} found; give its signature with --signature FILE \
+                     (made by a key trusted with `rkt trust`), or import the image without verification \
+                     with --insecure-options=image",
                     path.display(),
                     sig_path.display()
                 )
