@@ -687,8 +687,14 @@ fn trust_asks_on_a_terminal() {
 
     let o = on_terminal(&env, &["trust", "--root", k], "no\n");
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("Are you sure you want to trust this key (yes/no)?"), "{out}");
-    assert!(out.contains(&env.key.fpr) && out.contains("Not trusting key"), "{out}");
+    assert!(
+        out.contains("Are you sure you want to trust this key (yes/no)?"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&env.key.fpr) && out.contains("Not trusting key"),
+        "{out}"
+    );
     assert!(!stored.exists());
 
     let o = on_terminal(&env, &["trust", "--root", k], "perhaps\nyes\n");
