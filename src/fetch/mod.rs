@@ -34,6 +34,9 @@ pub struct FetchContext<'a> {
     pub skip_verify: bool,
     /// `--trust-keys-from-https`: keys discovered over https are trusted without asking.
     pub trust_keys_from_https: bool,
+    /// `--insecure-options=pubkey`: discovered keys may come over plain HTTP (which also
+    /// needs `http`).
+    pub insecure_pubkey: bool,
     pub pull_policy: PullPolicy,
     /// `--signature FILE` for the image being fetched (local files only).
     pub signature: Option<PathBuf>,
@@ -58,6 +61,7 @@ impl<'a> FetchContext<'a> {
             client: Client::new(policy, auth)?,
             skip_verify: global.skip_image_verification(),
             trust_keys_from_https: global.trust_keys_from_https,
+            insecure_pubkey: global.insecure_options.pubkey,
             pull_policy,
             signature: None,
         })

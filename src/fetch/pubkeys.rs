@@ -32,7 +32,7 @@ pub fn discover_key_urls(client: &Client, prefix: &str) -> Result<Vec<String>> {
 pub fn load_keys(client: &Client, source: &str, allow_http: bool) -> Result<Vec<Cert>> {
     let bytes = if source.starts_with("https://") || source.starts_with("http://") {
         if source.starts_with("http://") && !allow_http {
-            bail!("refusing to fetch key {source} over plain HTTP; use https or --insecure-allow-http");
+            bail!("refusing to fetch key {source} over plain HTTP; use https, or allow it with --insecure-allow-http (rkt trust) or --insecure-options=pubkey,http (fetch)");
         }
         client
             .get_small(source)?
@@ -93,7 +93,7 @@ pub fn ensure_keys(ctx: &mut FetchContext, app: &App) -> Result<()> {
     let scope = TrustScope::Prefix(app.name.clone());
     for url in urls {
         let https = url.starts_with("https://");
-        let certs = load_keys(&ctx.client, &url, false)?;
+        let certs = load_keys(&ctx.client, &url, ctx.insecure_pubkey)?;
         for cert in certs {
             let ok = if auto && https {
                 eprintln!(
