@@ -388,7 +388,15 @@ fn pull_policies_use_the_remembered_remote() {
 
     let e = env.fails(&["fetch", "--pull-policy=never", &url]);
     assert!(e.contains("--pull-policy=never"), "{e}");
-    let id = env.ok(&["fetch", &url]);
+    let o = env.rkt(&["fetch", &url]);
+    assert!(o.status.success(), "{}", common::describe("fetch", &o));
+    let id = String::from_utf8(o.stdout).unwrap();
+    // not on a terminal: one line when the download starts and one when it ends
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("Downloading {url}")) && err.contains(&format!("Downloaded {url}: ")),
+        "{err}"
+    );
     assert_eq!(srv.requests("/p.aci").len(), 1);
     // new: the stored image, no request
     assert_eq!(env.ok(&["fetch", "--pull-policy=new", &url]), id);
