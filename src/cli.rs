@@ -69,8 +69,29 @@ pub enum Command {
     /// Operate on image(s) in the local store
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Trust a key for image verification
+    Trust(TrustArgs),
     /// Print the version and exit
     Version,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// substring prefix of image names the keys are trusted for (e.g. example.com/nginx)
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// trust the keys for all images (root keys)
+    #[arg(long)]
+    pub root: bool,
+    /// allow fetching keys over plain HTTP
+    #[arg(long = "insecure-allow-http")]
+    pub insecure_allow_http: bool,
+    /// trust the keys without asking to confirm their fingerprints
+    #[arg(long = "skip-fingerprint-review")]
+    pub skip_fingerprint_review: bool,
+    /// public keys: files or http(s) URLs; none = discover them for --prefix
+    #[arg(value_name = "PUBKEY")]
+    pub keys: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -78,7 +99,8 @@ pub struct FetchArgs {
     /// print the full image hash after fetching
     #[arg(long)]
     pub full: bool,
-    /// local signature file to use in validating the preceding image
+    /// local signature file for a local image file (the n-th --signature goes with the
+    /// n-th image; default: IMAGE.asc beside the file)
     #[arg(long)]
     pub signature: Vec<PathBuf>,
     /// when to fetch an image: new, update or never

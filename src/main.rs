@@ -4,8 +4,10 @@
 mod cli;
 mod commands;
 mod duration;
+mod fetch;
 mod insecure;
 mod output;
+mod trust;
 
 use std::process::ExitCode;
 

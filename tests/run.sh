@@ -23,6 +23,9 @@ PACKAGES=(
     coreutils findutils util-linux # du, find, mount/umount
     build-essential pkg-config libssl-dev # C compilers for bundled SQLite, zstd, lzma; libcrypto (SHA-512)
     docker-registry skopeo umoci # Docker/OCI images: a local registry, pushes, image builds
+    gnupg          # gpg: real keys and signatures for the trust/fetch tests
+    openssl        # a test CA and server certificates for the HTTPS tests
+    iproute2       # ip: loopback up in the discovery tests' network namespace
 )
 if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
     step "apt-get install ${PACKAGES[*]}"
@@ -32,7 +35,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci; do
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci gpg openssl ip unshare; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"

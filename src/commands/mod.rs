@@ -2,6 +2,7 @@
 
 mod fetch;
 mod image;
+mod trust;
 
 use anyhow::{Context, Result};
 use rkt_store::Store;
@@ -12,6 +13,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Fetch(args) => fetch::run(&cli.global, args),
         Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Trust(args) => trust::run(&cli.global, args),
         Command::Version => {
             println!("rkt Version: {}", env!("CARGO_PKG_VERSION"));
             println!("appc Version: 0.8.11");

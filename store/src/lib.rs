@@ -21,6 +21,7 @@ mod import;
 mod lock;
 mod pack;
 mod recipe;
+mod remotes;
 pub mod render;
 pub mod schema;
 pub mod tarstream;
@@ -36,6 +37,7 @@ pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use images::{ChunkRef, ImageInfo, ImageRef};
 pub use import::ImportOutcome;
+pub use remotes::Remote;
 
 use error::IoContext;
 
