@@ -49,7 +49,12 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
         .app
         .as_ref()
         .ok_or_else(|| RunnerError::Invalid(format!("app {name} has no app section")))?;
-    let rootfs = ctx.dir.join("apps").join(name).join("rootfs");
+    let dir = ctx.dir.join("apps").join(name);
+    // `rkt enter` joins this process's mount namespace: record its PID as the host sees it
+    // (the host's /proc is still mounted here).
+    let host_pid = std::fs::read_link("/proc/self").ctx(|| "reading /proc/self".into())?;
+    crate::pods::write_atomic(&dir.join("pid"), host_pid.to_string_lossy().as_bytes())?;
+    let rootfs = dir.join("rootfs");
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
     mount(
         None::<&str>,

@@ -53,7 +53,6 @@ fn run(ctx: &PodContext) -> Result<i32> {
         match signals::fork()? {
             None => crate::app::main(ctx, app),
             Some(pid) => {
-                write_atomic(&dir.join("pid"), pid.to_string().as_bytes())?;
                 live.insert(pid, name.to_string());
             }
         }

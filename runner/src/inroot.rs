@@ -43,54 +43,88 @@ pub fn open_root(root: &Path) -> Result<OwnedFd> {
 }
 
 /// Open `path` inside `root` as an `O_PATH` descriptor, creating missing components as
-/// directories (mode 0755) — or, if `leaf_is_file`, the last one as an empty file.
+/// directories (mode 0755) — or, if `leaf_is_file`, the last one as an empty file. A dangling
+/// symlink on the way is followed inside `root` and its target created there.
 pub fn ensure_in_root(root: &OwnedFd, path: &str, leaf_is_file: bool) -> Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let comps: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    for i in 1..=comps.len() {
-        let prefix = comps[..i].join("/");
-        match open_at(root, &prefix, OFlag::O_PATH) {
-            Ok(_) => continue,
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(e).ctx(|| format!("resolving {path} in the app's rootfs")),
-        }
-        let parent = open_at(
-            root,
-            &comps[..i - 1].join("/"),
-            OFlag::O_PATH | OFlag::O_DIRECTORY,
-        )
-        .ctx(|| format!("resolving {path} in the app's rootfs"))?;
-        let name = comps[i - 1];
-        let created = if leaf_is_file && i == comps.len() {
-            // O_PATH descriptors cannot be used with openat's O_CREAT; use mknodat.
-            nix::sys::stat::mknodat(
-                Some(parent.as_raw_fd()),
-                name,
-                nix::sys::stat::SFlag::S_IFREG,
-                Mode::from_bits_truncate(0o644),
-                0,
-            )
-        } else {
-            nix::sys::stat::mkdirat(
-                Some(parent.as_raw_fd()),
-                name,
-                Mode::from_bits_truncate(0o755),
-            )
-        };
-        match created {
-            Ok(()) => {}
-            Err(Errno::EEXIST) => {
-                return Err(RunnerError::Invalid(format!(
-                    "cannot create {path} in the app's rootfs: /{prefix} is a dangling symlink"
-                )))
+    let mut comps = split(path);
+    let mut hops = 0;
+    'walk: loop {
+        for i in 1..=comps.len() {
+            let prefix = comps[..i].join("/");
+            match open_at(root, &prefix, OFlag::O_PATH) {
+                Ok(_) => continue,
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e).ctx(|| format!("resolving {path} in the app's rootfs")),
             }
-            Err(e) => return Err(e).ctx(|| format!("creating /{prefix} in the app's rootfs")),
+            let parent = open_at(
+                root,
+                &comps[..i - 1].join("/"),
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+            )
+            .ctx(|| format!("resolving {path} in the app's rootfs"))?;
+            let leaf_file = leaf_is_file && i == comps.len();
+            match create(&parent, &comps[i - 1], leaf_file) {
+                Ok(()) => {}
+                Err(Errno::EEXIST) => {
+                    // A dangling symlink: continue from its target, inside the root.
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(RunnerError::Invalid(format!(
+                            "resolving {path} in the app's rootfs: too many levels of symlinks"
+                        )));
+                    }
+                    let target = readlink_at(&parent, &comps[i - 1])
+                        .ctx(|| format!("reading symlink /{prefix} in the app's rootfs"))?;
+                    let mut next = if target.starts_with('/') {
+                        Vec::new()
+                    } else {
+                        comps[..i - 1].to_vec()
+                    };
+                    next.extend(split(&target));
+                    next.extend(comps[i..].iter().cloned());
+                    comps = next;
+                    continue 'walk;
+                }
+                Err(e) => return Err(e).ctx(|| format!("creating /{prefix} in the app's rootfs")),
+            }
         }
+        break;
     }
-    open_at(root, path, OFlag::O_PATH).ctx(|| format!("opening {path} in the app's rootfs"))
+    open_at(root, &comps.join("/"), OFlag::O_PATH)
+        .ctx(|| format!("opening {path} in the app's rootfs"))
+}
+
+fn split(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+fn create(parent: &OwnedFd, name: &str, file: bool) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    if file {
+        // O_PATH descriptors cannot be used with openat's O_CREAT; use mknodat.
+        nix::sys::stat::mknodat(
+            Some(parent.as_raw_fd()),
+            name,
+            nix::sys::stat::SFlag::S_IFREG,
+            Mode::from_bits_truncate(0o644),
+            0,
+        )
+    } else {
+        nix::sys::stat::mkdirat(
+            Some(parent.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(0o755),
+        )
+    }
+}
+
+fn readlink_at(parent: &OwnedFd, name: &str) -> nix::Result<String> {
+    use std::os::fd::AsRawFd;
+    let t = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name)?;
+    t.into_string().map_err(|_| Errno::EINVAL)
 }
 
 /// The `/proc/self/fd/N` path of a descriptor, to mount onto exactly what it names.
@@ -116,6 +150,14 @@ mod tests {
         ensure_in_root(&rfd, "/abs/sub", false).unwrap();
         ensure_in_root(&rfd, "/etc/up/x/y", false).unwrap();
         ensure_in_root(&rfd, "/file", true).unwrap();
+        std::os::unix::fs::symlink("/host/dangling", root.join("dangle")).unwrap();
+        ensure_in_root(&rfd, "/dangle/z", false).unwrap();
+        assert!(
+            root.join("host/dangling/z").is_dir(),
+            "dangling links resolve inside"
+        );
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(ensure_in_root(&rfd, "/loop/a", false).is_err());
         assert!(
             !outside.join("sub").exists(),
             "escaped through an absolute symlink"
