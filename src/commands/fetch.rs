@@ -114,6 +114,26 @@ fn fetch_file(
     Ok(outcome.id)
 }
 
+/// The store ID of an image named on `rkt run`'s command line: an image already in the store
+/// (ID or name), or a local ACI file imported like `rkt fetch` does (which needs
+/// `--insecure-options=image` until signatures can be verified).
+pub fn image_for_pod(
+    global: &GlobalArgs,
+    insecure: bool,
+    store: &mut Store,
+    image: &str,
+) -> Result<String> {
+    let args = FetchArgs {
+        full: true,
+        signature: Vec::new(),
+        pull_policy: PullPolicy::New,
+        images: Vec::new(),
+    };
+    let mut g = global.clone();
+    g.insecure_skip_verify |= insecure;
+    fetch_one(&g, &args, store, image)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,24 +161,4 @@ mod tests {
             Source::Url("https://e.com/x.aci".into())
         );
     }
-}
-
-/// The store ID of an image named on `rkt run`'s command line: an image already in the store
-/// (ID or name), or a local ACI file imported like `rkt fetch` does (which needs
-/// `--insecure-options=image` until signatures can be verified).
-pub fn image_for_pod(
-    global: &GlobalArgs,
-    insecure: bool,
-    store: &mut Store,
-    image: &str,
-) -> Result<String> {
-    let args = FetchArgs {
-        full: true,
-        signature: Vec::new(),
-        pull_policy: PullPolicy::New,
-        images: Vec::new(),
-    };
-    let mut g = global.clone();
-    g.insecure_skip_verify |= insecure;
-    fetch_one(&g, &args, store, image)
 }
