@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use rusqlite::Connection;
-use sha2::{Digest, Sha512};
 
 use crate::entry::FileId;
 use crate::error::{IoContext, Result, StoreError};
@@ -183,7 +182,7 @@ impl Write for Discard {
 /// Writer that hashes what passes through.
 struct HashWriter<'a> {
     inner: &'a mut dyn Write,
-    hasher: Sha512,
+    hasher: crate::imageid::ImageHasher,
     bytes: u64,
 }
 impl Write for HashWriter<'_> {
@@ -206,7 +205,7 @@ impl Store {
         let reader = Reader::new(self);
         let mut w = HashWriter {
             inner: out,
-            hasher: Sha512::new(),
+            hasher: Default::default(),
             bytes: 0,
         };
         for op in recipe.ops() {
@@ -217,7 +216,7 @@ impl Store {
                 }
             }
         }
-        let got = format!("sha512-{}", hex::encode(w.hasher.finalize()));
+        let got = w.hasher.finish();
         if got != id {
             return Err(StoreError::Corrupt(format!(
                 "export of {id} produced {got}"
@@ -237,7 +236,7 @@ impl Store {
         let mut report = VerifyReport::default();
         let mut image = HashWriter {
             inner: &mut Discard,
-            hasher: Sha512::new(),
+            hasher: Default::default(),
             bytes: 0,
         };
         for op in recipe.ops() {
@@ -258,7 +257,7 @@ impl Store {
                 }
             }
         }
-        let got = format!("sha512-{}", hex::encode(image.hasher.finalize()));
+        let got = image.hasher.finish();
         if report.problems.is_empty() && got != id {
             report.problems.push(VerifyProblem {
                 path: "(archive)".into(),

@@ -7,7 +7,6 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use rusqlite::{params, Transaction};
-use sha2::{Digest, Sha512};
 
 use crate::aci::{self, Place};
 use crate::chunkwriter::{ChunkWriter, NewChunk};
@@ -260,7 +259,7 @@ impl TarSink for ImportSink {
 /// Reader that hashes (SHA-512) and counts everything read through it.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha512,
+    hasher: crate::imageid::ImageHasher,
     bytes: u64,
 }
 
@@ -365,7 +364,7 @@ impl Store {
         tracing::debug!(source, compression = kind.name(), "importing");
         let mut reader = HashingReader {
             inner: reader,
-            hasher: Sha512::new(),
+            hasher: Default::default(),
             bytes: 0,
         };
         let mut sink = ImportSink {
@@ -398,7 +397,7 @@ impl Store {
                     "the archive has no `rootfs/` directory".into(),
                 ));
             }
-            entries.insert(0, implied_rootfs());
+            entries.insert(0, Entry::implied_dir(""));
         }
         aci::check_tree(&entries)?;
         tracing::debug!("tar parsed and hashed; waiting for the chunk writer");
@@ -412,7 +411,7 @@ impl Store {
             }
         }
         let parsed = Parsed {
-            id: format!("sha512-{}", hex::encode(reader.hasher.finalize())),
+            id: reader.hasher.finish(),
             manifest_bytes,
             manifest,
             entries,
@@ -422,25 +421,6 @@ impl Store {
             tar_bytes: reader.bytes,
         };
         Ok((parsed, written.pack))
-    }
-}
-
-fn implied_rootfs() -> Entry {
-    Entry {
-        path: String::new(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        link: None,
-        dev_major: 0,
-        dev_minor: 0,
-        xattrs: Vec::new(),
-        file_id: None,
-        sparse: None,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod decompress;
 pub mod entry;
 pub mod error;
 mod gc;
+mod imageid;
 mod images;
 mod import;
 mod lock;
