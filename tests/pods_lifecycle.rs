@@ -152,6 +152,22 @@ fn stop_enter_list_cat_manifest_rm() {
         lines[2].parse::<u32>().unwrap() < 100,
         "a PID of the pod's namespace: {text}"
     );
+    assert_eq!(
+        rkt_ok(&dir, &["enter", &uuid, "hostname"]),
+        "inside\n",
+        "names are looked up in PATH"
+    );
+    let o = rkt(&dir, &["enter", &uuid]);
+    assert_eq!(
+        o.status.code(),
+        Some(254),
+        "busybox images have no /bin/bash (rkt's default)"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot run /bin/bash"),
+        "{}",
+        describe("enter", &o)
+    );
     let e = rkt_fails(&dir, &["enter", "--app=nope", &uuid, "/bin/true"]);
     assert!(e.contains("no app \"nope\""), "{e}");
 

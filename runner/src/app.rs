@@ -6,6 +6,7 @@
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -21,6 +22,9 @@ use crate::error::{Context, Result, RunnerError};
 use crate::inroot::{ensure_in_root, fd_path, open_at, open_root};
 use crate::run::PodContext;
 use crate::signals;
+
+/// Set once the app supervisor was asked to stop.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// Who and how the app's processes run.
 struct Identity {
@@ -390,6 +394,7 @@ fn wait_child(child: Pid, ctx: &PodContext) -> Result<i32> {
                 let _ = kill(child, Signal::SIGKILL);
             }
             _ => {
+                STOPPING.store(true, Ordering::Relaxed);
                 let _ = kill(child, Signal::SIGTERM);
                 let secs = u32::try_from(ctx.opts.stop_grace.as_secs()).unwrap_or(u32::MAX);
                 nix::unistd::alarm::set(secs.max(1));

@@ -68,10 +68,14 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
     }
     match signals::fork()? {
         None => {
-            let err = nix::unistd::chdir("/")
-                .and_then(|()| nix::unistd::execve(&argv[0], &argv, &env).map(|_| ()))
-                .err();
-            eprintln!("rkt: enter: cannot run {}: {err:?}", cmd[0]);
+            let _ = nix::unistd::chdir("/");
+            let program = program_path(&cmd[0]);
+            let err = match CString::new(program.clone()) {
+                Ok(p) => nix::unistd::execve(&p, &argv, &env).err(),
+                Err(_) => Some(nix::errno::Errno::EINVAL),
+            };
+            let why = err.map(|e| e.desc()).unwrap_or("execve returned");
+            eprintln!("rkt: enter: cannot run {program} in the app's rootfs: {why}");
             signals::exit_now(254)
         }
         Some(child) => {
@@ -79,6 +83,18 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
             Ok(signals::exit_code(st).unwrap_or(254))
         }
     }
+}
+
+/// A command name looked up in appc's default PATH inside the app's rootfs.
+fn program_path(cmd: &str) -> String {
+    if cmd.contains('/') {
+        return cmd.to_string();
+    }
+    crate::env::DEFAULT_PATH
+        .split(':')
+        .map(|d| format!("{d}/{cmd}"))
+        .find(|p| std::path::Path::new(p).is_file())
+        .unwrap_or_else(|| cmd.to_string())
 }
 
 fn enter_env(manifest: &rkt_store::schema::PodManifest, name: &str) -> Vec<CString> {
