@@ -51,6 +51,16 @@ pub struct RunArgs {
     pub apps: Vec<AppArgs>,
 }
 
+/// Global flags clap does not see once the trailing arguments started.
+const GLOBAL: &[&str] = &[
+    "dir",
+    "debug",
+    "local-config",
+    "system-config",
+    "user-config",
+    "trust-keys-from-https",
+    "insecure-skip-verify",
+];
 const POD_BOOL: &[&str] = &["inherit-env", "no-overlay", "interactive", "quiet"];
 const APP_BOOL: &[&str] = &["readonly-rootfs"];
 
@@ -92,6 +102,9 @@ pub fn parse(raw: &[String], allowed_pod: &[&str]) -> Result<RunArgs> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (flag, None),
         };
+        if GLOBAL.contains(&name) {
+            bail!("--{name} is a global flag: give it before the command (rkt --{name}=… run …)");
+        }
         let is_bool = POD_BOOL.contains(&name) || APP_BOOL.contains(&name);
         let value = match (inline, is_bool) {
             (Some(v), _) => v,
@@ -268,6 +281,10 @@ mod tests {
         let e = p("img --volume x,kind=empty").unwrap_err().to_string();
         assert!(e.contains("before the first image"), "{e}");
         assert!(p("--bogus img").is_err());
+        let e = p("--volume=x,kind=empty --dir /x img")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("global flag"), "{e}");
         assert!(p("--inherit-env").is_err(), "no image");
         assert!(p("-- a").is_err());
         let e = p("img --exec /a --exec /b").unwrap_err().to_string();
