@@ -357,3 +357,39 @@ fn image_gc_keeps_images_of_pods() {
     rkt_ok(&dir, &["image", "gc", "--grace-period=0s"]);
     assert!(list_ids(&dir).is_empty(), "{:?}", list_ids(&dir));
 }
+
+/// systemd's default stop (KillMode=control-group, no ExecStop): SIGTERM to every process of
+/// the unit at once — the supervisor, the pod's init, the app supervisor and the app.
+#[test]
+fn sigterm_to_every_process_at_once_like_systemd() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = handlers_image(tmp.path());
+    let uuid_file = tmp.path().join("uuid");
+    let child = std::process::Command::new(RKT)
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--insecure-options=image", "run"])
+        .arg(format!("--uuid-file-save={}", uuid_file.display()))
+        .arg("--volume=out,kind=empty")
+        .arg(&aci)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(Some(child));
+    wait_for(20, "the pod UUID", || uuid_file.exists());
+    let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+    let vol = dir.join("pods/run").join(&uuid).join("volumes/out");
+    wait_for(20, "the app to start", || vol.join("main").exists());
+    let pgid = nix::unistd::Pid::from_raw(sup.0.as_ref().unwrap().id() as i32);
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = sup.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe("run", &out));
+    assert_eq!(std::fs::read_to_string(vol.join("post")).unwrap(), "post\n");
+    assert!(rkt_ok(&dir, &["status", &uuid]).contains("app-handlers=3\n"));
+}
