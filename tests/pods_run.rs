@@ -151,6 +151,8 @@ fn environment_precedence() {
     assert_eq!(get("APP_ONLY"), Some("app"));
     assert_eq!(get("AC_APP_NAME"), Some("env"));
     assert_eq!(get("container"), Some("rkt"));
+    let url = get("AC_METADATA_URL").expect("AC_METADATA_URL is set");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(
         get("PATH").is_some(),
         "PATH comes from the caller with --inherit-env"

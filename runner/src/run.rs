@@ -24,9 +24,8 @@ pub struct RunOptions {
     pub interactive: bool,
     /// SIGTERM → SIGKILL grace period for apps.
     pub stop_grace: Duration,
-    /// `AC_METADATA_URL` for the apps, when a metadata service serves the pod.
-    // METADATA HOOK: the metadata service (crate `metadata/`, another issue) registers the pod
-    // and hands its URL here; until then apps get no AC_METADATA_URL.
+    /// `AC_METADATA_URL` for the apps and their event handlers: the URL of the pod's metadata
+    /// service (crate `rkt-metadata`, bound by the caller before the pod starts).
     pub metadata_url: Option<String>,
 }
 
@@ -54,6 +53,13 @@ pub(crate) struct PodContext {
 /// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
 /// move it to `run/`, supervise it until it exits and return the first app's exit status.
 pub fn run(pod: &mut Pod, opts: &RunOptions) -> Result<i32> {
+    run_with(pod, opts, || {})
+}
+
+/// [`run`], calling `started` in the supervisor right after the pod's init exists. The
+/// supervisor must be single-threaded until then (init is forked without exec), so anything
+/// that starts threads — such as the metadata service — starts there.
+pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Result<i32> {
     if !pod.is_locked_by_us() {
         return Err(RunnerError::Invalid(format!(
             "pod {} is not locked",
@@ -94,6 +100,7 @@ pub fn run(pod: &mut Pod, opts: &RunOptions) -> Result<i32> {
         crate::init::main(&ctx);
     };
     pod.write_text(pods::PID_FILE, &init.to_string())?;
+    started();
     let status = supervise(init, opts.stop_grace)?;
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;

@@ -2,6 +2,7 @@
 
 mod fetch;
 mod image;
+mod metadata;
 mod pod_list;
 mod pod_ops;
 mod run;

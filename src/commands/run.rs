@@ -22,7 +22,7 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
     };
     let parsed = run_args::parse(raw, allowed)?;
     check_net(parsed.pod.net.as_deref())?;
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         hostname: parsed.pod.hostname.clone(),
         interactive: parsed.pod.interactive,
         stop_grace: stop_grace(parsed.pod.stop_timeout.as_deref())?,
@@ -60,14 +60,17 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         }
         Ok(())
     })?;
-    drop(store);
     if prepare_only {
+        drop(store);
         pod.move_to(PREPARED)?;
         pod.unlock();
         println!("{}", pod.uuid);
         return Ok(0);
     }
-    let code = rkt_runner::run::run(&mut pod, &opts)?;
+    let bound = super::metadata::bind(global, &store, &pod, &mut opts);
+    drop(store);
+    let bound = discard_on_error(&pods, &mut pod, bound)?;
+    let code = super::metadata::run_serving(&mut pod, &opts, bound)?;
     Ok(u8::try_from(code).unwrap_or(254))
 }
 
@@ -86,24 +89,30 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
     if !pod.try_lock(nix::fcntl::FlockArg::LockExclusiveNonblock)? {
         bail!("pod {} is being started by another process", pod.uuid);
     }
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         hostname: args.hostname.clone(),
         interactive: args.interactive,
         stop_grace: args.stop_timeout,
         metadata_url: None,
     };
-    let code = rkt_runner::run::run(&mut pod, &opts).map_err(|e| match e {
-        rkt_runner::RunnerError::Io { ref error, .. }
-            if error.kind() == std::io::ErrorKind::NotFound =>
-        {
-            anyhow::anyhow!(
-                "pod {} was started or removed by another process",
-                args.uuid
-            )
-        }
-        e => e.into(),
-    })?;
+    let store = open_store(global)?;
+    let bound = super::metadata::bind(global, &store, &pod, &mut opts)?;
+    drop(store);
+    let code = super::metadata::run_serving(&mut pod, &opts, bound)?;
     Ok(u8::try_from(code).unwrap_or(254))
+}
+
+/// A pod that cannot start is removed, not left prepared in `prepare/`.
+fn discard_on_error<T>(
+    pods: &rkt_runner::Pods,
+    pod: &mut rkt_runner::Pod,
+    r: Result<T>,
+) -> Result<T> {
+    if r.is_err() {
+        pod.unlock();
+        let _ = pods.remove(&pod.uuid);
+    }
+    r
 }
 
 fn check_net(net: Option<&str>) -> Result<()> {
