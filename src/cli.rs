@@ -71,8 +71,142 @@ pub enum Command {
     Image(ImageCommand),
     /// Trust a key for image verification
     Trust(TrustArgs),
+    /// Run image(s) in a pod: rkt run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS [---]] [IMAGE ...]
+    Run(PodArgs),
+    /// Prepare a pod to run later with run-prepared; prints its UUID
+    Prepare(PodArgs),
+    /// Run a prepared pod
+    #[command(name = "run-prepared")]
+    RunPrepared(RunPreparedArgs),
+    /// List pods
+    List(ListArgs),
+    /// Check the status of a pod
+    Status(StatusArgs),
+    /// Stop running pods
+    Stop(StopArgs),
+    /// Run a command in a running pod's app
+    Enter(EnterArgs),
+    /// Print the manifest of a pod
+    #[command(name = "cat-manifest")]
+    CatManifest(CatManifestArgs),
+    /// Remove pods that are not running
+    Rm(RmArgs),
+    /// Garbage collect pods that exited
+    Gc(GcArgs),
     /// Print the version and exit
     Version,
+}
+
+/// `run`/`prepare`: rkt's own grammar, parsed by `commands::run_args`.
+#[derive(Args, Debug)]
+pub struct PodArgs {
+    /// pod flags, then images each followed by its app flags and `-- ARGS ---`
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "FLAGS_AND_IMAGES"
+    )]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunPreparedArgs {
+    /// pod hostname (default rkt-UUID)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// attach the terminal to the (single) app
+    #[arg(long)]
+    pub interactive: bool,
+    /// networking: only host networking is supported
+    #[arg(long)]
+    pub net: Option<String>,
+    /// time apps get between SIGTERM and SIGKILL when the pod stops
+    #[arg(long = "stop-timeout", default_value = "10s", value_parser = crate::duration::parse)]
+    pub stop_timeout: std::time::Duration,
+    pub uuid: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// don't print a legend (column headers)
+    #[arg(long = "no-legend")]
+    pub no_legend: bool,
+    /// use long output format
+    #[arg(long)]
+    pub full: bool,
+    /// choose the output format
+    #[arg(long)]
+    pub format: Option<Format>,
+}
+
+/// A pod given by UUID (or prefix) or by `--uuid-file`.
+#[derive(Args, Debug)]
+pub struct PodRef {
+    /// read the pod UUID from this file
+    #[arg(long = "uuid-file")]
+    pub uuid_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// wait until the pod has exited
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub pod: PodRef,
+    pub uuid: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// kill the pod at once (SIGKILL) instead of stopping it gracefully
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub pod: PodRef,
+    pub uuids: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EnterArgs {
+    /// the app to enter (needed when the pod has several)
+    #[arg(long)]
+    pub app: Option<String>,
+    pub uuid: String,
+    /// command and arguments (default /bin/bash)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CatManifestArgs {
+    /// pretty-print the manifest
+    #[arg(long = "pretty-print", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pretty_print: bool,
+    #[command(flatten)]
+    pub pod: PodRef,
+    pub uuid: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[command(flatten)]
+    pub pod: PodRef,
+    pub uuids: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// how long an exited pod stays after it is marked as garbage
+    #[arg(long = "grace-period", default_value = "30m0s", value_parser = crate::duration::parse)]
+    pub grace_period: std::time::Duration,
+    /// how long a prepared pod may wait for run-prepared
+    #[arg(long = "expire-prepared", default_value = "24h0m0s", value_parser = crate::duration::parse)]
+    pub expire_prepared: std::time::Duration,
+    /// only mark pods as garbage, do not remove them
+    #[arg(long = "mark-only")]
+    pub mark_only: bool,
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,7 @@ PACKAGES=(
     tar gzip bzip2 xz-utils
     attr           # setfattr/getfattr: xattrs in images
     coreutils findutils util-linux # du, find, mount/umount
+    golang-go golang-github-appc-spec-dev # the appc ACE validator, built at test time (pods_ace)
     build-essential pkg-config libssl-dev # C compilers for bundled SQLite, zstd, lzma; libcrypto (SHA-512)
     docker-registry skopeo umoci # Docker/OCI images: a local registry, pushes, image builds
     gnupg          # gpg: real keys and signatures for the trust/fetch tests
@@ -35,7 +36,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci gpg openssl ip unshare; do
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci gpg openssl ip unshare go; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"

@@ -32,3 +32,18 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> Result<u8> {
     }
     Ok(0)
 }
+
+/// The store ID of an image named on `rkt run`'s command line, fetched (and verified) as
+/// `rkt fetch` would with the `new` pull policy: stored images are used as they are, others
+/// come from files, URLs, appc discovery or Docker registries.
+pub fn image_for_pod(
+    global: &GlobalArgs,
+    insecure: bool,
+    store: &mut rkt_store::Store,
+    image: &str,
+) -> Result<String> {
+    let mut g = global.clone();
+    g.insecure_skip_verify |= insecure;
+    let mut ctx = FetchContext::new(&g, store, crate::cli::PullPolicy::New)?;
+    fetch_image(&mut ctx, image)
+}

@@ -27,7 +27,7 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> Result<u8> {
         ImageCommand::Extract(args) => tree(&mut store, &args, false),
         ImageCommand::Render(args) => tree(&mut store, &args, true),
         ImageCommand::Verify { images } => verify(&store, &images),
-        ImageCommand::Gc { grace_period } => gc(&mut store, grace_period),
+        ImageCommand::Gc { grace_period } => gc(global, &mut store, grace_period),
     }
 }
 
@@ -229,8 +229,13 @@ fn verify(store: &Store, images: &[String]) -> Result<u8> {
     Ok(if bad > 0 { 254 } else { 0 })
 }
 
-fn gc(store: &mut Store, grace: std::time::Duration) -> Result<u8> {
-    let report = store.gc(grace, &Default::default())?;
+fn gc(global: &GlobalArgs, store: &mut Store, grace: std::time::Duration) -> Result<u8> {
+    // Images of pods that may still run or be inspected are kept; the exclusive prepare lock
+    // keeps new pods from picking an image while the set is computed and used.
+    let pods = super::pods(global);
+    let _prepare_lock = pods.prepare_lock(true)?;
+    let keep = pods.image_ids_in_use()?;
+    let report = store.gc(grace, &keep)?;
     for id in &report.removed_images {
         eprintln!("rkt: successfully removed aci for image ID: {id:?}");
     }

@@ -922,3 +922,93 @@ impl Drop for TmpfsMount {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// pods
+
+/// Build `DIR/NAME.aci`: a busybox-static image named `example.com/NAME` whose `app` section
+/// is `app_json` (a JSON object, or `null` for no app). The rootfs has /bin/busybox with the
+/// usual applets, /etc/passwd (root, user 1000), /etc/group (root, user 1000, staff 50) and
+/// whatever `extra` adds to the rootfs.
+pub fn busybox_aci(dir: &Path, name: &str, app_json: &str, extra: impl FnOnce(&Path)) -> PathBuf {
+    let layout = dir.join(format!("{name}-layout"));
+    let _ = fs::remove_dir_all(&layout);
+    let r = layout.join("rootfs");
+    fs::create_dir_all(r.join("bin")).unwrap();
+    fs::copy("/bin/busybox", r.join("bin/busybox")).expect("copy /bin/busybox (busybox-static)");
+    chmod(&r.join("bin/busybox"), 0o755);
+    for applet in [
+        "sh", "echo", "cat", "id", "ls", "true", "false", "sleep", "env", "hostname", "touch",
+        "mkdir", "stat", "grep", "kill", "ps", "test", "pwd", "wc",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
+    }
+    write(
+        &r.join("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+    );
+    write(
+        &r.join("etc/group"),
+        b"root:x:0:\nuser:x:1000:\nstaff:x:50:\n",
+    );
+    fs::create_dir_all(r.join("tmp")).unwrap();
+    chmod(&r.join("tmp"), 0o1777);
+    extra(&r);
+    let manifest = format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/{name}",
+            "labels":[{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}],
+            "app":{app_json}}}"#
+    );
+    write(&layout.join("manifest"), manifest.as_bytes());
+    let out = dir.join(format!("{name}.aci"));
+    actool_build(&layout, &out, false);
+    out
+}
+
+/// An app section running `sh -c SCRIPT` as root.
+pub fn sh_app(script: &str) -> String {
+    serde_json::json!({"exec": ["/bin/sh", "-c", script], "user": "0", "group": "0"}).to_string()
+}
+
+/// `rkt --dir DIR --insecure-options=image ARGS...` (output captured).
+pub fn rkt_pod(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--insecure-options=image"];
+    all.extend_from_slice(args);
+    rkt(dir, &all)
+}
+
+/// Runs `rkt gc` with no grace on drop, so pods of a failed test leave nothing behind.
+pub struct PodsCleanup(pub PathBuf);
+
+impl Drop for PodsCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(RKT)
+            .arg("--dir")
+            .arg(&self.0)
+            .args(["gc", "--grace-period=0s", "--expire-prepared=0s"])
+            .output();
+    }
+}
+
+/// Mount points below `dir` in this (the host's) mount namespace.
+pub fn host_mounts_below(dir: &Path) -> Vec<String> {
+    let d = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(d))
+        .collect()
+}
+
+/// Wait until `cond` holds, up to `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

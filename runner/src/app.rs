@@ -1,0 +1,404 @@
+//! One app supervisor per app, forked by the pod's init: in its own mount namespace it sets up
+//! the app's rootfs (`/proc`, `/sys`, `/dev`, volumes resolved inside the rootfs), pivots into
+//! it, runs the `pre-start` handler, the app and the `post-stop` handler with the app's user,
+//! groups, environment and working directory, and exits with the app's status.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{Gid, Pid, Uid};
+use rkt_store::schema::{App, PodManifest, RuntimeApp};
+
+use crate::env::Vars;
+use crate::error::{Context, Result, RunnerError};
+use crate::inroot::{ensure_in_root, fd_path, open_at, open_root};
+use crate::run::PodContext;
+use crate::signals;
+
+/// Set once the app supervisor was asked to stop.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Who and how the app's processes run.
+struct Identity {
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+    env: Vec<CString>,
+    cwd: String,
+    path: String,
+}
+
+pub(crate) fn main(ctx: &PodContext, app: &RuntimeApp) -> ! {
+    let code = match run(ctx, app) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rkt: app {}: {e}", app.name.as_str());
+            254
+        }
+    };
+    signals::exit_now(code)
+}
+
+fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
+    let name = rapp.name.as_str();
+    let app = rapp
+        .app
+        .as_ref()
+        .ok_or_else(|| RunnerError::Invalid(format!("app {name} has no app section")))?;
+    let dir = ctx.dir.join("apps").join(name);
+    // `rkt enter` joins this process's mount namespace: record its PID as the host sees it
+    // (the host's /proc is still mounted here).
+    let host_pid = std::fs::read_link("/proc/self").ctx(|| "reading /proc/self".into())?;
+    crate::pods::write_atomic(&dir.join("pid"), host_pid.to_string_lossy().as_bytes())?;
+    let rootfs = dir.join("rootfs");
+    unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "making / a slave mount".into())?;
+    bind(&rootfs, &rootfs, true)?;
+    let root = open_root(&rootfs)?;
+    mount_api_filesystems(&root, ctx.opts.interactive)?;
+    mount_volumes(&root, &ctx.dir, &ctx.manifest, rapp, app)?;
+    if rapp.read_only_root_fs {
+        remount_ro(&fd_path(&open_root(&rootfs)?), false)?;
+    }
+    drop(root);
+    pivot(&rootfs)?;
+    let id = identity(app, name, ctx)?;
+    if let Some(h) = handler(app, "pre-start") {
+        let code = wait_child(spawn(h, &id)?, ctx)?;
+        if code != 0 {
+            return Err(RunnerError::Invalid(format!(
+                "pre-start handler exited with status {code}"
+            )));
+        }
+    }
+    let code = wait_child(spawn(&app.exec, &id)?, ctx)?;
+    if let Some(h) = handler(app, "post-stop") {
+        match spawn(h, &id).and_then(|p| wait_child(p, ctx)) {
+            Ok(0) => {}
+            Ok(c) => eprintln!("rkt: app {name}: post-stop handler exited with status {c}"),
+            Err(e) => eprintln!("rkt: app {name}: post-stop handler: {e}"),
+        }
+    }
+    Ok(code)
+}
+
+fn handler<'a>(app: &'a App, which: &str) -> Option<&'a Vec<String>> {
+    app.event_handlers
+        .iter()
+        .find(|h| h.name == which && !h.exec.is_empty())
+        .map(|h| &h.exec)
+}
+
+fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<()> {
+    let mut flags = MsFlags::MS_BIND;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(Some(src), dst, None::<&str>, flags, None::<&str>)
+        .ctx(|| format!("bind-mounting {} on {}", src.display(), dst.display()))
+}
+
+fn remount_ro(target: &str, recursive: bool) -> Result<()> {
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .ctx(|| format!("remounting {target} read-only"))
+}
+
+fn mount_fs(
+    root: &OwnedFd,
+    path: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    let target = ensure_in_root(root, path, false)?;
+    mount(
+        Some(fstype),
+        fd_path(&target).as_str(),
+        Some(fstype),
+        flags,
+        data,
+    )
+    .ctx(|| format!("mounting {fstype} on {path}"))
+}
+
+/// `/proc`, `/sys` (read-only) and `/dev` as the appc OS spec requires.
+fn mount_api_filesystems(root: &OwnedFd, interactive: bool) -> Result<()> {
+    let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs(root, "/proc", "proc", safe, None)?;
+    mount_fs(root, "/sys", "sysfs", safe | MsFlags::MS_RDONLY, None)?;
+    mount_fs(
+        root,
+        "/dev",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755"),
+    )?;
+    let dev = open_at(root, "/dev", OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .ctx(|| "opening the app's /dev".into())?;
+    use std::os::fd::AsRawFd;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        mknodat(
+            Some(dev.as_raw_fd()),
+            name,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .ctx(|| format!("creating /dev/{name}"))?;
+        // The umask may have cleared bits: set the mode exactly.
+        nix::sys::stat::fchmodat(
+            Some(dev.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .ctx(|| format!("chmod /dev/{name}"))?;
+    }
+    let console = console_source(interactive);
+    let target = ensure_in_root(root, "/dev/console", true)?;
+    bind(&console, Path::new(&fd_path(&target)), false)?;
+    mount_fs(
+        root,
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mount_fs(
+        root,
+        "/dev/shm",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), link)
+            .ctx(|| format!("creating /dev/{link}"))?;
+    }
+    Ok(())
+}
+
+/// The terminal of `rkt run --interactive`, else /dev/null.
+fn console_source(interactive: bool) -> PathBuf {
+    if interactive && nix::unistd::isatty(0).unwrap_or(false) {
+        if let Ok(p) = std::fs::read_link("/proc/self/fd/0") {
+            return p;
+        }
+    }
+    PathBuf::from("/dev/null")
+}
+
+/// Bind every volume of the app at its target, resolved inside the rootfs.
+fn mount_volumes(
+    root: &OwnedFd,
+    pod_dir: &Path,
+    manifest: &PodManifest,
+    rapp: &RuntimeApp,
+    app: &App,
+) -> Result<()> {
+    for m in &rapp.mounts {
+        let vol = m
+            .app_volume
+            .as_ref()
+            .or_else(|| manifest.volumes.iter().find(|v| v.name == m.volume))
+            .ok_or_else(|| {
+                RunnerError::Invalid(format!("mount {}: no volume {}", m.path, m.volume.as_str()))
+            })?;
+        let source = match vol.kind.as_str() {
+            "host" => PathBuf::from(&vol.source),
+            _ => pod_dir.join("volumes").join(vol.name.as_str()),
+        };
+        let md = std::fs::metadata(&source).map_err(|e| {
+            RunnerError::Invalid(format!(
+                "volume {}: source {}: {e}",
+                vol.name.as_str(),
+                source.display()
+            ))
+        })?;
+        let mp_ro = app
+            .mount_points
+            .iter()
+            .find(|mp| mp.name == m.volume)
+            .is_some_and(|mp| mp.read_only);
+        let read_only = vol.read_only.unwrap_or(mp_ro);
+        let recursive = vol.recursive.unwrap_or(true);
+        let target = ensure_in_root(root, &m.path, !md.is_dir())?;
+        bind(&source, Path::new(&fd_path(&target)), recursive)?;
+        if read_only {
+            // Reopen: the path now names the new mount, not the directory below it.
+            let mounted = open_at(root, &m.path, OFlag::O_PATH)
+                .ctx(|| format!("reopening volume target {}", m.path))?;
+            remount_ro(&fd_path(&mounted), false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make the rootfs `/`: pivot_root, then detach the old root (never a bare chroot).
+fn pivot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root into {}", rootfs.display()))?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let uid = crate::users::resolve_user(&app.user, &passwd)?;
+    let gid = crate::users::resolve_group(&app.group, &groups)?;
+    let supp = app
+        .supplementary_gids
+        .iter()
+        .map(|g| {
+            u32::try_from(*g)
+                .map(Gid::from_raw)
+                .map_err(|_| RunnerError::Invalid(format!("supplementary gid {g} is out of range")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let vars: Vars = app
+        .environment
+        .iter()
+        .map(|v| (v.name.clone(), v.value.clone()))
+        .collect();
+    let env = crate::env::runtime_env(&vars, name, ctx.opts.metadata_url.as_deref());
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::env::DEFAULT_PATH)
+        .to_string();
+    let env = env
+        .into_iter()
+        .map(|e| {
+            CString::new(e).map_err(|_| RunnerError::Invalid("environment contains NUL".into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cwd = if app.working_directory.is_empty() {
+        "/".to_string()
+    } else {
+        app.working_directory.clone()
+    };
+    Ok(Identity {
+        uid: Uid::from_raw(uid),
+        gid: Gid::from_raw(gid),
+        groups: supp,
+        env,
+        cwd,
+        path,
+    })
+}
+
+/// Start `exec` as the app's identity.
+fn spawn(exec: &[String], id: &Identity) -> Result<Pid> {
+    let program = find_program(exec, &id.path)?;
+    let argv = exec
+        .iter()
+        .map(|a| {
+            CString::new(a.as_str())
+                .map_err(|_| RunnerError::Invalid(format!("argument {a:?} contains NUL")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let prog = CString::new(program.clone())
+        .map_err(|_| RunnerError::Invalid(format!("{program:?} contains NUL")))?;
+    match signals::fork()? {
+        Some(pid) => Ok(pid),
+        None => {
+            let err = become_app(id, &prog, &argv);
+            eprintln!("rkt: cannot run {program}: {err}");
+            signals::exit_now(254)
+        }
+    }
+}
+
+/// In the forked child: drop to the app's credentials, enter its working dir, exec.
+fn become_app(id: &Identity, prog: &CString, argv: &[CString]) -> RunnerError {
+    let r = (|| -> Result<()> {
+        nix::unistd::setgroups(&id.groups).ctx(|| "setgroups".into())?;
+        nix::unistd::setgid(id.gid).ctx(|| format!("setgid {}", id.gid))?;
+        nix::unistd::setuid(id.uid).ctx(|| format!("setuid {}", id.uid))?;
+        nix::unistd::chdir(id.cwd.as_str())
+            .ctx(|| format!("working directory {} (it must exist in the image)", id.cwd))?;
+        signals::unblock_all();
+        nix::unistd::execve(prog, argv, &id.env).ctx(|| "execve".into())?;
+        Ok(())
+    })();
+    match r {
+        Err(e) => e,
+        Ok(()) => RunnerError::Invalid("execve returned".into()),
+    }
+}
+
+/// The program to execute: an absolute or relative path, or a name looked up in the app's PATH.
+fn find_program(exec: &[String], path: &str) -> Result<String> {
+    let first = exec
+        .first()
+        .ok_or_else(|| RunnerError::Invalid("the app has no exec".into()))?;
+    if first.contains('/') {
+        return Ok(first.clone());
+    }
+    path.split(':')
+        .map(|d| format!("{}/{first}", d.trim_end_matches('/')))
+        .find(|p| Path::new(p).is_file())
+        .ok_or_else(|| RunnerError::Invalid(format!("{first} not found in PATH {path}")))
+}
+
+/// Wait for `child`, forwarding stop signals; SIGKILL it after the grace period.
+fn wait_child(child: Pid, ctx: &PodContext) -> Result<i32> {
+    loop {
+        match signals::wait()? {
+            Signal::SIGCHLD => loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(st) if st.pid() == Some(child) => {
+                        if let Some(code) = signals::exit_code(st) {
+                            nix::unistd::alarm::cancel();
+                            return Ok(code);
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            },
+            Signal::SIGALRM => {
+                let _ = kill(child, Signal::SIGKILL);
+            }
+            _ => {
+                STOPPING.store(true, Ordering::Relaxed);
+                let _ = kill(child, Signal::SIGTERM);
+                let secs = u32::try_from(ctx.opts.stop_grace.as_secs()).unwrap_or(u32::MAX);
+                nix::unistd::alarm::set(secs.max(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The pod's init: PID 1 of the pod's PID namespace. It mounts each app's rootfs (overlayfs)
+//! in the pod's mount namespace, starts one app supervisor per app, reaps every process,
+//! records each app's exit status and forwards stop signals.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{Context, Result, RunnerError};
+use crate::pods::write_atomic;
+use crate::run::PodContext;
+use crate::signals;
+
+pub(crate) fn main(ctx: &PodContext) -> ! {
+    let code = match run(ctx) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rkt: pod init: {e}");
+            254
+        }
+    };
+    signals::exit_now(code)
+}
+
+fn run(ctx: &PodContext) -> Result<i32> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl(PDEATHSIG)".into())?;
+    // The supervisor is outside this PID namespace (getppid() is 0 here); it checks that init
+    // is alive after writing the pid file, and kills it if it dies itself (PDEATHSIG above).
+    // Mounts made in the pod stay in the pod; the host's later mounts still propagate in.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "making / a slave mount".into())?;
+    nix::unistd::sethostname(&ctx.hostname).ctx(|| format!("setting hostname {}", ctx.hostname))?;
+    if !ctx.opts.interactive {
+        null_stdin()?;
+    }
+    let mut live: BTreeMap<Pid, String> = BTreeMap::new();
+    for app in &ctx.manifest.apps {
+        let name = app.name.as_str();
+        let dir = ctx.dir.join("apps").join(name);
+        if ctx.overlay {
+            mount_overlay(&dir)?;
+        }
+        match signals::fork()? {
+            None => crate::app::main(ctx, app),
+            Some(pid) => {
+                live.insert(pid, name.to_string());
+            }
+        }
+    }
+    let first = ctx
+        .manifest
+        .apps
+        .first()
+        .map(|a| a.name.as_str().to_string());
+    let mut first_code = 0;
+    while !live.is_empty() {
+        match signals::wait()? {
+            Signal::SIGCHLD => {
+                for (pid, code) in reap() {
+                    if let Some(name) = live.remove(&pid) {
+                        let f = ctx.dir.join("apps").join(&name).join("exit");
+                        write_atomic(&f, code.to_string().as_bytes())?;
+                        if Some(&name) == first.as_ref() {
+                            first_code = code;
+                        }
+                    }
+                }
+            }
+            Signal::SIGALRM => {}
+            _ => {
+                for pid in live.keys() {
+                    let _ = kill(*pid, Signal::SIGTERM);
+                }
+            }
+        }
+    }
+    Ok(first_code)
+}
+
+/// Reap every exited child; return (pid, status) pairs.
+fn reap() -> Vec<(Pid, i32)> {
+    let mut out = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return out,
+            Ok(st) => {
+                if let (Some(pid), Some(code)) = (st.pid(), signals::exit_code(st)) {
+                    out.push((pid, code));
+                }
+            }
+        }
+    }
+}
+
+fn null_stdin() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open("/dev/null").ctx(|| "opening /dev/null".into())?;
+    nix::unistd::dup2(f.as_raw_fd(), 0).ctx(|| "redirecting stdin".into())?;
+    Ok(())
+}
+
+/// Mount the app's overlayfs: the store's rendered tree below, upper and work in the pod.
+fn mount_overlay(dir: &Path) -> Result<()> {
+    let lower = std::fs::read_to_string(dir.join("lower"))
+        .ctx(|| format!("reading {}", dir.join("lower").display()))?;
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    let paths = [
+        lower.trim().to_string(),
+        path_str(&upper)?,
+        path_str(&work)?,
+    ];
+    if let Some(bad) = paths.iter().find(|p| p.contains([',', ':', '\\'])) {
+        return Err(RunnerError::Invalid(format!(
+            "cannot use overlayfs with {bad}: the path contains ',', ':' or '\\'; use --no-overlay or another --dir"
+        )));
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        paths[0], paths[1], paths[2]
+    );
+    let target = dir.join("rootfs");
+    mount(
+        Some("overlay"),
+        &target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .ctx(|| format!("mounting overlayfs on {} ({data})", target.display()))
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| RunnerError::Invalid(format!("{} is not UTF-8", p.display())))
+}

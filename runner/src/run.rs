@@ -1,0 +1,151 @@
+//! `rkt run` as the pod's supervisor: it holds the pod's lock for the pod's lifetime, starts
+//! the pod's init in new mount, PID, UTS and IPC namespaces, forwards SIGTERM/SIGINT/SIGHUP
+//! (SIGKILL after a grace period), records how the pod ended and returns the first app's status.
+
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+
+use crate::error::{Result, RunnerError};
+use crate::pods::{self, write_atomic, Pod};
+use crate::signals;
+
+/// How long apps get between SIGTERM and SIGKILL when the pod is stopped.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Run-time options (`rkt run` and `rkt run-prepared`).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Pod hostname; `rkt-<uuid>` if None.
+    pub hostname: Option<String>,
+    /// Attach stdin (and the terminal) to the single app.
+    pub interactive: bool,
+    /// SIGTERM → SIGKILL grace period for apps.
+    pub stop_grace: Duration,
+    /// `AC_METADATA_URL` for the apps and their event handlers: the URL of the pod's metadata
+    /// service (crate `rkt-metadata`, bound by the caller before the pod starts).
+    pub metadata_url: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            hostname: None,
+            interactive: false,
+            stop_grace: DEFAULT_STOP_GRACE,
+            metadata_url: None,
+        }
+    }
+}
+
+/// What the pod's init needs.
+pub(crate) struct PodContext {
+    pub dir: std::path::PathBuf,
+    pub manifest: rkt_store::schema::PodManifest,
+    pub overlay: bool,
+    pub opts: RunOptions,
+    pub hostname: String,
+    pub supervisor: nix::unistd::Pid,
+}
+
+/// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
+/// move it to `run/`, supervise it until it exits and return the first app's exit status.
+pub fn run(pod: &mut Pod, opts: &RunOptions) -> Result<i32> {
+    run_with(pod, opts, || {})
+}
+
+/// [`run`], calling `started` in the supervisor right after the pod's init exists. The
+/// supervisor must be single-threaded until then (init is forked without exec), so anything
+/// that starts threads — such as the metadata service — starts there.
+pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Result<i32> {
+    if !pod.is_locked_by_us() {
+        return Err(RunnerError::Invalid(format!(
+            "pod {} is not locked",
+            pod.uuid
+        )));
+    }
+    let manifest = pod.manifest()?;
+    if opts.interactive && manifest.apps.len() != 1 {
+        return Err(RunnerError::Invalid(
+            "--interactive needs a pod with exactly one app".into(),
+        ));
+    }
+    let overlay = pod
+        .read_text(pods::OPTIONS_FILE)
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["overlay"].as_bool())
+        .unwrap_or(false);
+    pod.move_to(pods::RUN)?;
+    let ctx = PodContext {
+        dir: pod.dir(),
+        hostname: opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| format!("rkt-{}", pod.uuid)),
+        manifest,
+        overlay,
+        opts: opts.clone(),
+        supervisor: nix::unistd::getpid(),
+    };
+    pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
+    pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
+    signals::block()?;
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    let Some(init) = signals::clone_process(flags)? else {
+        crate::init::main(&ctx);
+    };
+    pod.write_text(pods::PID_FILE, &init.to_string())?;
+    started();
+    let status = supervise(init, opts.stop_grace)?;
+    record_missing(&ctx, status)?;
+    let codes = pod.app_exit_codes()?;
+    Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
+}
+
+/// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period.
+fn supervise(init: nix::unistd::Pid, grace: Duration) -> Result<i32> {
+    loop {
+        match signals::wait()? {
+            Signal::SIGCHLD => loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(st) if st.pid() == Some(init) => {
+                        if let Some(code) = signals::exit_code(st) {
+                            return Ok(code);
+                        }
+                    }
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            },
+            Signal::SIGALRM => {
+                tracing::warn!("pod did not stop in time; killing it");
+                let _ = kill(init, Signal::SIGKILL);
+            }
+            sig => {
+                tracing::info!("received {sig}; stopping the pod");
+                let _ = kill(init, Signal::SIGTERM);
+                let secs = grace.as_secs().saturating_add(5);
+                nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
+            }
+        }
+    }
+}
+
+/// Apps that init could not record (it was killed) get init's own status.
+fn record_missing(ctx: &PodContext, status: i32) -> Result<()> {
+    for app in &ctx.manifest.apps {
+        let f = ctx.dir.join("apps").join(app.name.as_str()).join("exit");
+        if !f.exists() {
+            if let Some(parent) = f.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            write_atomic(&f, status.to_string().as_bytes())?;
+        }
+    }
+    Ok(())
+}

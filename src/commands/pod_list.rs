@@ -1,0 +1,147 @@
+//! `rkt list`, `rkt status` and `rkt cat-manifest`.
+
+use anyhow::Result;
+use rkt_runner::pods::{CREATED_FILE, STARTED_FILE};
+use rkt_runner::{Pod, PodState};
+
+use super::{pod_uuids, pods};
+use crate::cli::{CatManifestArgs, Format, GlobalArgs, ListArgs, StatusArgs};
+use crate::output;
+
+fn timestamp(pod: &Pod, file: &str) -> Option<i64> {
+    let text = pod.read_text(file)?;
+    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos() as i64)
+}
+
+pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<u8> {
+    let mut json = Vec::new();
+    let mut rows = Vec::new();
+    for pod in pods(global).all()? {
+        let Ok(state) = pod.state() else { continue };
+        let manifest = pod.manifest().ok();
+        let apps: Vec<(String, String)> = manifest
+            .iter()
+            .flat_map(|m| m.apps.iter())
+            .map(|a| {
+                let image = a
+                    .image
+                    .name
+                    .as_ref()
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default();
+                (a.name.as_str().to_string(), image)
+            })
+            .collect();
+        let (created, started) = (timestamp(&pod, CREATED_FILE), timestamp(&pod, STARTED_FILE));
+        if args.format.is_some() {
+            json.push(serde_json::json!({
+                "name": pod.uuid,
+                "state": state.as_str(),
+                "networks": [],
+                "app_names": apps.iter().map(|a| a.0.clone()).collect::<Vec<_>>(),
+                "created_at": created.map(|n| n / 1_000_000_000),
+                "started_at": started.map(|n| n / 1_000_000_000),
+            }));
+            continue;
+        }
+        let when = |t: Option<i64>| match t {
+            None => String::new(),
+            Some(n) if args.full => output::rfc3339(n),
+            Some(n) => output::ago(n),
+        };
+        let uuid = if args.full {
+            pod.uuid.clone()
+        } else {
+            pod.uuid[..8].to_string()
+        };
+        let (app, image) = apps.first().cloned().unwrap_or_default();
+        rows.push(vec![
+            uuid,
+            app,
+            image,
+            state.to_string(),
+            when(created),
+            when(started),
+            String::new(),
+        ]);
+        for (app, image) in apps.iter().skip(1) {
+            rows.push(vec![
+                String::new(),
+                app.clone(),
+                image.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+    match args.format {
+        Some(Format::Json) => println!("{}", serde_json::to_string(&json)?),
+        Some(Format::JsonPretty) => println!("{}", serde_json::to_string_pretty(&json)?),
+        None => {
+            let header = [
+                "UUID",
+                "APP",
+                "IMAGE NAME",
+                "STATE",
+                "CREATED",
+                "STARTED",
+                "NETWORKS",
+            ];
+            let legend = (!args.no_legend).then_some(&header[..]);
+            print!("{}", output::table(legend, &rows));
+        }
+    }
+    Ok(0)
+}
+
+pub fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<u8> {
+    let uuids = pod_uuids(args.uuid.as_slice(), args.pod.uuid_file.as_deref())?;
+    let mut pod = pods(global).find(&uuids[0])?;
+    if args.wait {
+        pod.wait_unlocked()?;
+        // The supervisor records exit statuses before it lets go of the lock.
+        pod = pods(global).find(&pod.uuid)?;
+    }
+    let state = pod.state()?;
+    println!("state={state}");
+    if let Some(t) = pod.read_text(CREATED_FILE) {
+        println!("created={t}");
+    }
+    if let Some(t) = pod.read_text(STARTED_FILE) {
+        println!("started={t}");
+    }
+    if state == PodState::Running {
+        println!("networks=");
+    }
+    if let Some(pid) = pod.pid() {
+        println!("pid={pid}");
+    }
+    println!("exited={}", state.is_exited());
+    if pod.read_text(STARTED_FILE).is_some() {
+        for (name, code) in pod.app_exit_codes().unwrap_or_default() {
+            if let Some(code) = code {
+                println!("app-{name}={code}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn cat_manifest(global: &GlobalArgs, args: &CatManifestArgs) -> Result<u8> {
+    let uuids = pod_uuids(args.uuid.as_slice(), args.pod.uuid_file.as_deref())?;
+    let pod = pods(global).find(&uuids[0])?;
+    let m = pod.manifest()?;
+    println!(
+        "{}",
+        if args.pretty_print {
+            m.to_json_pretty()
+        } else {
+            m.to_json()
+        }
+    );
+    Ok(0)
+}

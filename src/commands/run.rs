@@ -1,0 +1,245 @@
+//! `rkt run`, `rkt prepare` and `rkt run-prepared`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rkt_runner::env::{parse_assignment, parse_env_file, Vars};
+use rkt_runner::pods::PREPARED;
+use rkt_runner::{AppSpec, MountSpec, PodSpec, PodState, RunOptions};
+use rkt_store::schema::{AcName, Volume};
+
+use super::run_args::{self, AppArgs, PodFlags};
+use super::{fetch, open_store, pods, require_root};
+use crate::cli::{GlobalArgs, RunPreparedArgs};
+
+pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8> {
+    let command = if prepare_only { "prepare" } else { "run" };
+    require_root(command)?;
+    let allowed = if prepare_only {
+        run_args::PREPARE_POD
+    } else {
+        run_args::ALL_POD
+    };
+    let parsed = run_args::parse(raw, allowed)?;
+    check_net(parsed.pod.net.as_deref())?;
+    let mut opts = RunOptions {
+        hostname: parsed.pod.hostname.clone(),
+        interactive: parsed.pod.interactive,
+        stop_grace: stop_grace(parsed.pod.stop_timeout.as_deref())?,
+        metadata_url: None,
+    };
+    if opts.interactive && parsed.apps.len() != 1 {
+        bail!(
+            "--interactive runs exactly one image; {} were given",
+            parsed.apps.len()
+        );
+    }
+    let insecure = match &parsed.pod.insecure_options {
+        Some(text) => {
+            text.parse::<crate::insecure::InsecureOptions>()
+                .map_err(|e| anyhow::anyhow!("--insecure-options: {e}"))?
+                .image
+        }
+        None => false,
+    };
+    let mut store = open_store(global)?;
+    let mut apps = Vec::new();
+    for a in &parsed.apps {
+        let id = fetch::image_for_pod(global, insecure, &mut store, &a.image)?;
+        apps.push(app_spec(a, id)?);
+    }
+    let spec = pod_spec(&parsed.pod, apps)?;
+    let pods = pods(global);
+    let save = parsed.pod.uuid_file_save.clone();
+    let mut pod = rkt_runner::prepare::prepare(&mut store, &pods, &spec, |uuid| {
+        if let Some(path) = &save {
+            std::fs::write(path, uuid).map_err(|error| rkt_runner::RunnerError::Io {
+                context: format!("writing the pod UUID to {}", path.display()),
+                error,
+            })?;
+        }
+        Ok(())
+    })?;
+    if prepare_only {
+        drop(store);
+        pod.move_to(PREPARED)?;
+        pod.unlock();
+        println!("{}", pod.uuid);
+        return Ok(0);
+    }
+    let bound = super::metadata::bind(global, &store, &pod, &mut opts);
+    drop(store);
+    let bound = discard_on_error(&pods, &mut pod, bound)?;
+    let code = super::metadata::run_serving(&mut pod, &opts, bound)?;
+    Ok(u8::try_from(code).unwrap_or(254))
+}
+
+pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
+    require_root("run-prepared")?;
+    check_net(args.net.as_deref())?;
+    let pods = pods(global);
+    let mut pod = pods.find(&args.uuid)?;
+    let state = pod.state()?;
+    if state != PodState::Prepared {
+        bail!(
+            "pod {} is {state}: only prepared pods can be run with run-prepared",
+            pod.uuid
+        );
+    }
+    if !pod.try_lock(nix::fcntl::FlockArg::LockExclusiveNonblock)? {
+        bail!("pod {} is being started by another process", pod.uuid);
+    }
+    let mut opts = RunOptions {
+        hostname: args.hostname.clone(),
+        interactive: args.interactive,
+        stop_grace: args.stop_timeout,
+        metadata_url: None,
+    };
+    let store = open_store(global)?;
+    let bound = super::metadata::bind(global, &store, &pod, &mut opts)?;
+    drop(store);
+    let code = super::metadata::run_serving(&mut pod, &opts, bound)?;
+    Ok(u8::try_from(code).unwrap_or(254))
+}
+
+/// A pod that cannot start is removed, not left prepared in `prepare/`.
+fn discard_on_error<T>(
+    pods: &rkt_runner::Pods,
+    pod: &mut rkt_runner::Pod,
+    r: Result<T>,
+) -> Result<T> {
+    if r.is_err() {
+        pod.unlock();
+        let _ = pods.remove(&pod.uuid);
+    }
+    r
+}
+
+fn check_net(net: Option<&str>) -> Result<()> {
+    match net {
+        None | Some("host") => Ok(()),
+        Some(other) => bail!(
+            "--net={other}: this rkt runs pods in the host's network namespace only; use --net=host (or leave --net out)"
+        ),
+    }
+}
+
+fn stop_grace(text: Option<&str>) -> Result<std::time::Duration> {
+    match text {
+        None => Ok(rkt_runner::DEFAULT_STOP_GRACE),
+        Some(t) => crate::duration::parse(t).map_err(|e| anyhow::anyhow!("--stop-timeout: {e}")),
+    }
+}
+
+fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
+    let gids = match &a.supplementary_gids {
+        None => None,
+        Some(s) => Some(
+            s.split(',')
+                .filter(|g| !g.is_empty())
+                .map(|g| {
+                    g.trim()
+                        .parse::<i64>()
+                        .with_context(|| format!("--supplementary-gids: {g:?} is not a number"))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    Ok(AppSpec {
+        image_id,
+        exec: a.exec.clone(),
+        args: a.args.clone(),
+        working_dir: a.working_dir.clone(),
+        user: a.user.clone(),
+        group: a.group.clone(),
+        supplementary_gids: gids,
+        name: a.name.clone(),
+        environment: assignments(&a.environment, "--environment")?,
+        mounts: a
+            .mounts
+            .iter()
+            .map(|m| MountSpec::parse(m))
+            .collect::<Result<_, _>>()?,
+        readonly_rootfs: a.readonly_rootfs,
+    })
+}
+
+fn assignments(items: &[String], flag: &str) -> Result<Vars> {
+    let mut out: Vars = Vec::new();
+    for s in items {
+        let (k, v) = parse_assignment(s).with_context(|| flag.to_string())?;
+        if out.iter().any(|(o, _)| *o == k) {
+            bail!("{flag}: variable {k} is set twice");
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>) -> Result<PodSpec> {
+    let mut volumes = Vec::new();
+    let mut mounts: Vec<MountSpec> = p
+        .mounts
+        .iter()
+        .map(|m| MountSpec::parse(m))
+        .collect::<Result<_, _>>()?;
+    for (i, v) in p.volumes.iter().enumerate() {
+        if v.starts_with('/') {
+            let (vol, mount) = docker_volume(v, i)?;
+            volumes.push(vol);
+            mounts.push(mount);
+        } else {
+            volumes.push(Volume::parse_cli(v).with_context(|| format!("--volume {v}"))?);
+        }
+    }
+    let mut set_env_file = Vars::new();
+    for f in &p.set_env_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--set-env-file: cannot read {f}"))?;
+        let vars = parse_env_file(&text, f)?;
+        set_env_file = rkt_runner::env::merge(&[&set_env_file, &vars]);
+    }
+    Ok(PodSpec {
+        apps,
+        volumes,
+        mounts,
+        inherited_env: if p.inherit_env {
+            std::env::vars().collect()
+        } else {
+            Vars::new()
+        },
+        set_env_file,
+        set_env: assignments(&p.set_env, "--set-env")?,
+        no_overlay: p.no_overlay,
+    })
+}
+
+/// The Docker-style `--volume /host:/ctr[:ro|rw]`, as a host volume mounted in every app.
+fn docker_volume(s: &str, index: usize) -> Result<(Volume, MountSpec)> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, ctr, ro) = match parts.as_slice() {
+        [h, c] => (*h, *c, false),
+        [h, c, "ro"] => (*h, *c, true),
+        [h, c, "rw"] => (*h, *c, false),
+        _ => bail!("--volume {s}: expected NAME,kind=... or /HOST/PATH:/CONTAINER/PATH[:ro]"),
+    };
+    if !Path::new(host).is_absolute() || !ctr.starts_with('/') {
+        bail!("--volume {s}: both paths must be absolute");
+    }
+    if !Path::new(host).exists() {
+        bail!("--volume {s}: {host} does not exist on the host");
+    }
+    let name = AcName::parse(&format!("volume-{index}"))?;
+    let vol = Volume::parse_cli(&format!(
+        "{},kind=host,source={host},readOnly={ro}",
+        name.as_str()
+    ))
+    .with_context(|| format!("--volume {s}"))?;
+    Ok((
+        vol,
+        MountSpec {
+            volume: name.as_str().to_string(),
+            target: ctr.to_string(),
+        },
+    ))
+}
