@@ -1,0 +1,184 @@
+//! Port forwarding rules, rkt's design (networking/portfwd.go) with the loopback fix: per-pod
+//! nat chains `RKT-PFWD-DNAT-<id>` (jumped from PREROUTING and OUTPUT for local destinations) and
+//! `RKT-PFWD-SNAT-<id>` (from POSTROUTING for traffic from 127.0.0.1, masqueraded so the pod can
+//! answer). Rules go in with one `iptables-restore --noflush` (atomic); removal reads
+//! `iptables-save` and deletes exactly the rules that refer to the pod's chains, so it is
+//! idempotent.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::portfwd::PortMapping;
+use crate::{NetError, Result};
+
+/// The pod's two chain names (iptables allows 28 characters).
+pub(crate) fn chains(pod_id: &str) -> (String, String) {
+    let short: String = pod_id.chars().filter(|c| *c != '-').take(12).collect();
+    (
+        format!("RKT-PFWD-DNAT-{short}"),
+        format!("RKT-PFWD-SNAT-{short}"),
+    )
+}
+
+/// Installs the forwarding rules for a pod whose forwarded address is `pod_ip`.
+pub(crate) fn add(pod_id: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
+    let (dnat, snat) = chains(pod_id);
+    let mut rules = format!("*nat\n:{dnat} - [0:0]\n:{snat} - [0:0]\n");
+    for p in ports {
+        let proto = &p.protocol;
+        let dst = p
+            .host_ip
+            .map(|ip| format!("-d {ip}/32 "))
+            .unwrap_or_default();
+        rules.push_str(&format!(
+            "-A {dnat} {dst}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {pod_ip}:{}\n",
+            p.host_port, p.pod_port
+        ));
+        rules.push_str(&format!(
+            "-A {snat} -s 127.0.0.1/32 -d {pod_ip}/32 -p {proto} -m {proto} --dport {} -j MASQUERADE\n",
+            p.pod_port
+        ));
+    }
+    for hook in ["PREROUTING", "OUTPUT"] {
+        rules.push_str(&format!(
+            "-A {hook} -m addrtype --dst-type LOCAL -j {dnat}\n"
+        ));
+    }
+    rules.push_str(&format!(
+        "-A POSTROUTING -s 127.0.0.1/32 ! -d 127.0.0.1/32 -j {snat}\nCOMMIT\n"
+    ));
+    restore(&rules, "cannot add the port forwarding rules")
+}
+
+/// Removes every rule that jumps to the pod's chains, and the chains. Nothing there is fine.
+pub(crate) fn remove(pod_id: &str) -> Result<()> {
+    let (dnat, snat) = chains(pod_id);
+    let saved = run(
+        &[
+            tool("iptables-save")?.as_os_str(),
+            "-t".as_ref(),
+            "nat".as_ref(),
+        ],
+        None,
+        "cannot read the nat table",
+    )?;
+    let script = removal_script(&saved, &[&dnat, &snat]);
+    match script {
+        Some(s) => restore(&s, "cannot remove the port forwarding rules"),
+        None => Ok(()),
+    }
+}
+
+/// The `iptables-restore` input that deletes the jumps to `ours` and the chains themselves, or
+/// `None` if none of them exists.
+fn removal_script(saved: &str, ours: &[&str]) -> Option<String> {
+    let mut script = String::from("*nat\n");
+    let mut any = false;
+    for line in saved.lines() {
+        let Some(rule) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let mut tokens = rule.split_whitespace();
+        let chain = tokens.next().unwrap_or_default();
+        let jumps_to_ours = rule
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "-j" && ours.contains(&w[1]));
+        if jumps_to_ours && !ours.contains(&chain) {
+            script.push_str(&format!("-D {rule}\n"));
+            any = true;
+        }
+    }
+    for chain in ours {
+        if saved.lines().any(|l| {
+            l.strip_prefix(':')
+                .and_then(|l| l.split_whitespace().next())
+                == Some(chain)
+        }) {
+            script.push_str(&format!("-F {chain}\n-X {chain}\n"));
+            any = true;
+        }
+    }
+    script.push_str("COMMIT\n");
+    any.then_some(script)
+}
+
+fn restore(rules: &str, what: &'static str) -> Result<()> {
+    let tool = tool("iptables-restore")?;
+    run(
+        &[tool.as_os_str(), "--noflush".as_ref(), "--wait".as_ref()],
+        Some(rules),
+        what,
+    )
+    .map(drop)
+}
+
+/// Finds an iptables tool even if PATH lacks the sbin directories.
+fn tool(name: &'static str) -> Result<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file());
+    found.ok_or(NetError::Iptables {
+        what: "cannot forward ports",
+        message: format!("{name} not found: install the iptables package"),
+    })
+}
+
+fn run(argv: &[&std::ffi::OsStr], input: Option<&str>, what: &'static str) -> Result<String> {
+    let fail = |message: String| NetError::Iptables { what, message };
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {}: {e}", argv[0].to_string_lossy())))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(format!("{} ({})", err.trim(), out.status)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_fit_iptables() {
+        let (d, s) = chains("0123abcd-4567-89ef-0123-456789abcdef");
+        assert_eq!(d, "RKT-PFWD-DNAT-0123abcd4567");
+        assert_eq!(s, "RKT-PFWD-SNAT-0123abcd4567");
+        assert!(d.len() <= 28);
+    }
+
+    #[test]
+    fn removal_touches_only_our_rules() {
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:RKT-PFWD-DNAT-a - [0:0]\n:RKT-PFWD-DNAT-b - [0:0]\n\
+            -A PREROUTING -m addrtype --dst-type LOCAL -j RKT-PFWD-DNAT-a\n\
+            -A PREROUTING -m addrtype --dst-type LOCAL -j RKT-PFWD-DNAT-b\n\
+            -A RKT-PFWD-DNAT-a -p tcp -m tcp --dport 1 -j DNAT --to-destination 1.2.3.4:5\nCOMMIT\n";
+        let s = removal_script(saved, &["RKT-PFWD-DNAT-a", "RKT-PFWD-SNAT-a"]).unwrap();
+        assert_eq!(
+            s,
+            "*nat\n-D PREROUTING -m addrtype --dst-type LOCAL -j RKT-PFWD-DNAT-a\n-F RKT-PFWD-DNAT-a\n-X RKT-PFWD-DNAT-a\nCOMMIT\n"
+        );
+        assert_eq!(removal_script(saved, &["RKT-PFWD-DNAT-c"]), None);
+    }
+}
