@@ -47,6 +47,14 @@ cargo clippy --workspace --all-targets -- -D warnings || die "clippy found probl
 step "cargo test --workspace"
 # Integration tests run real rkt processes, some large (crash and concurrency tests):
 # two test threads per binary keep the 2-core CI machine busy without starving timers.
-cargo test --workspace --no-fail-fast -- --test-threads=2 || die "tests failed (see above)"
-
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last of which is
+# usually the empty doc-test run).
+summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+               END { printf "%d passed, %d failed", p, f }' "$log")
+[ "$status" = 0 ] || { echo "$summary"; die "tests failed (see above)"; }
 step "all tests passed"
+echo "$summary"

@@ -397,7 +397,7 @@ impl Store {
                     "the archive has no `rootfs/` directory".into(),
                 ));
             }
-            entries.insert(0, implied_rootfs());
+            entries.insert(0, Entry::implied_dir(""));
         }
         aci::check_tree(&entries)?;
         tracing::debug!("tar parsed and hashed; waiting for the chunk writer");
@@ -421,25 +421,6 @@ impl Store {
             tar_bytes: reader.bytes,
         };
         Ok((parsed, written.pack))
-    }
-}
-
-fn implied_rootfs() -> Entry {
-    Entry {
-        path: String::new(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        link: None,
-        dev_major: 0,
-        dev_minor: 0,
-        xattrs: Vec::new(),
-        file_id: None,
-        sparse: None,
     }
 }
 
