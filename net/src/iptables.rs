@@ -22,9 +22,20 @@ pub(crate) fn chains(pod_id: &str) -> (String, String) {
     )
 }
 
-/// Installs the forwarding rules for a pod whose forwarded address is `pod_ip`.
+/// Installs the forwarding rules for a pod whose forwarded address is `pod_ip`, after checking
+/// that no other pod forwards the same host port.
 pub(crate) fn add(pod_id: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
     let (dnat, snat) = chains(pod_id);
+    let saved = save_nat()?;
+    if let Some(clash) = ports
+        .iter()
+        .find_map(|p| forwarded_elsewhere(&saved, &dnat, p))
+    {
+        return Err(NetError::Iptables {
+            what: "cannot forward ports",
+            message: clash,
+        });
+    }
     let mut rules = format!("*nat\n:{dnat} - [0:0]\n:{snat} - [0:0]\n");
     for p in ports {
         let proto = &p.protocol;
@@ -69,6 +80,42 @@ pub(crate) fn remove(pod_id: &str) -> Result<()> {
         Some(s) => restore(&s, "cannot remove the port forwarding rules"),
         None => Ok(()),
     }
+}
+
+fn save_nat() -> Result<String> {
+    let tool = tool("iptables-save")?;
+    run(
+        &[tool.as_os_str(), "-t".as_ref(), "nat".as_ref()],
+        None,
+        "cannot read the nat table",
+    )
+}
+
+/// Whether another pod's DNAT chain already forwards `port`'s host port (on the same or every
+/// address): the first rule would win and this pod would never see the traffic.
+fn forwarded_elsewhere(saved: &str, own_chain: &str, port: &PortMapping) -> Option<String> {
+    let dport = port.host_port.to_string();
+    saved.lines().find_map(|line| {
+        let rule = line.strip_prefix("-A RKT-PFWD-DNAT-")?;
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        let value = |flag: &str| tokens.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+        let chain = tokens.get(1).copied().unwrap_or_default();
+        let same_ip = match (value("-d"), port.host_ip) {
+            (Some(d), Some(ip)) => d.trim_end_matches("/32") == ip.to_string(),
+            _ => true,
+        };
+        (chain != own_chain
+            && value("-p") == Some(port.protocol.as_str())
+            && value("--dport") == Some(&dport)
+            && same_ip)
+            .then(|| {
+                let pod = rule.split_whitespace().next().unwrap_or_default();
+                format!(
+                    "host port {dport}/{} is already forwarded to pod {pod}...",
+                    port.protocol
+                )
+            })
+    })
 }
 
 /// The `iptables-restore` input that deletes the jumps to `ours` and the chains themselves, or
@@ -166,6 +213,39 @@ mod tests {
         assert_eq!(d, "RKT-PFWD-DNAT-0123abcd4567");
         assert_eq!(s, "RKT-PFWD-SNAT-0123abcd4567");
         assert!(d.len() <= 28);
+    }
+
+    #[test]
+    fn host_port_clashes_are_found() {
+        let saved = "-A RKT-PFWD-DNAT-aaaa -p tcp -m tcp --dport 8080 -j DNAT --to-destination 1.2.3.4:80\n\
+            -A RKT-PFWD-DNAT-aaaa -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -j DNAT --to-destination 1.2.3.4:80\n";
+        let port = |proto: &str, host_ip: Option<Ipv4Addr>, host_port| PortMapping {
+            name: "p".into(),
+            protocol: proto.into(),
+            host_ip,
+            host_port,
+            pod_port: 80,
+        };
+        let clash =
+            forwarded_elsewhere(saved, "RKT-PFWD-DNAT-bbbb", &port("tcp", None, 8080)).unwrap();
+        assert!(
+            clash.contains("8080/tcp") && clash.contains("aaaa"),
+            "{clash}"
+        );
+        assert!(
+            forwarded_elsewhere(saved, "RKT-PFWD-DNAT-bbbb", &port("udp", None, 8080)).is_none()
+        );
+        assert!(
+            forwarded_elsewhere(saved, "RKT-PFWD-DNAT-aaaa", &port("tcp", None, 8080)).is_none()
+        );
+        assert!(
+            forwarded_elsewhere(saved, "RKT-PFWD-DNAT-bbbb", &port("tcp", None, 9090)).is_some()
+        );
+        let other_ip = Some(Ipv4Addr::new(10, 0, 0, 1));
+        assert!(
+            forwarded_elsewhere(saved, "RKT-PFWD-DNAT-bbbb", &port("tcp", other_ip, 9090))
+                .is_none()
+        );
     }
 
     #[test]

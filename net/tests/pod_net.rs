@@ -332,10 +332,32 @@ fn default_network_reachable_by_address_and_forwarded_ports() {
                 "{record}"
             );
 
+            // A second pod cannot take the same host port; its set-up is undone.
+            let clash_dir = sb.pod_dir(&pod_id(5));
+            let clash = PodNetwork::setup(
+                &sb.config(),
+                &pod_id(5),
+                Path::new("/run/netns/pod5"),
+                &net(&["default"]),
+                &ports[..1],
+                &clash_dir,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                clash.contains("host port 8080/tcp is already forwarded"),
+                "{clash}"
+            );
+            assert_eq!(
+                fetch("", "http://127.0.0.1:8080/index.html"),
+                hello,
+                "first pod still served"
+            );
+
             drop(_httpd);
             PodNetwork::teardown_from_dir(&guard.dir).unwrap();
             PodNetwork::teardown_from_dir(&guard.dir).unwrap();
-            assert_nothing_left(&[&guard.dir]);
+            assert_nothing_left(&[&guard.dir, &clash_dir]);
             assert_eq!(fetch("", "http://127.0.0.1:8080/index.html"), None);
         },
     );
