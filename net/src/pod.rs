@@ -120,6 +120,16 @@ impl PodNetwork {
             .collect()
     }
 
+    /// The NETWORKS column of `rkt list` (and `networks=` of `rkt status`):
+    /// `default:ip4=172.16.28.2,other:ip4=10.1.0.5`; empty for host networking and `none`.
+    pub fn list_field(&self) -> String {
+        self.networks()
+            .iter()
+            .map(NetInfo::list_entry)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The DNS settings the networks' plugins returned, merged in network order.
     pub fn dns(&self) -> DnsInfo {
         let mut dns = DnsInfo::default();
@@ -175,10 +185,10 @@ fn new_record(
                 info: NetInfo {
                     name: n.def.name.clone(),
                     ifname: n.ifname.clone(),
+                    args: n.args.clone(),
                     ..NetInfo::default()
                 },
                 plugin: n.def.plugin.clone(),
-                args: n.args.clone(),
                 ip_masq: n.def.ip_masq,
                 conf: n.def.conf.clone(),
                 state: NetState::Pending,
@@ -296,7 +306,7 @@ fn invocation<'a>(rec: &'a Record, net: &'a NetRecord) -> Invocation<'a> {
         container_id: &rec.pod_id,
         netns: &rec.netns,
         ifname: &net.info.ifname,
-        args: &net.args,
+        args: &net.info.args,
         plugin_dirs: &rec.plugin_dirs,
     }
 }

@@ -22,6 +22,9 @@ pub struct NetInfo {
     pub name: String,
     /// The pod's interface on it (`eth0`, ...).
     pub ifname: String,
+    /// The CNI_ARGS given with `--net=name:K=V;...`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub args: String,
     /// The pod's address with prefix length, e.g. `172.16.28.2/24`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
@@ -32,6 +35,18 @@ pub struct NetInfo {
     pub host_iface: Option<String>,
     #[serde(default, skip_serializing_if = "DnsInfo::is_default")]
     pub dns: DnsInfo,
+}
+
+impl NetInfo {
+    /// rkt's `rkt list`/`rkt status` form: `default:ip4=172.16.28.2` (`ip6=` for IPv6; the name
+    /// alone if the plugin returned no address).
+    pub fn list_entry(&self) -> String {
+        match self.ip.as_deref().and_then(|ip| ip.split('/').next()) {
+            Some(addr) if addr.contains(':') => format!("{}:ip6={addr}", self.name),
+            Some(addr) => format!("{}:ip4={addr}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 impl DnsInfo {
@@ -57,7 +72,6 @@ pub(crate) struct NetRecord {
     #[serde(flatten)]
     pub info: NetInfo,
     pub plugin: String,
-    pub args: String,
     pub ip_masq: bool,
     pub conf: Value,
     pub state: NetState,
@@ -126,5 +140,24 @@ impl Record {
             rec.pod_dir = pod_dir.to_path_buf();
         }
         Ok(Some(rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_entries_as_rkt_printed_them() {
+        let mut n = NetInfo {
+            name: "default".into(),
+            ip: Some("172.16.28.2/24".into()),
+            ..Default::default()
+        };
+        assert_eq!(n.list_entry(), "default:ip4=172.16.28.2");
+        n.ip = Some("fd00::5/64".into());
+        assert_eq!(n.list_entry(), "default:ip6=fd00::5");
+        n.ip = None;
+        assert_eq!(n.list_entry(), "default");
     }
 }

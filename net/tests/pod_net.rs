@@ -273,6 +273,12 @@ fn default_network_reachable_by_address_and_forwarded_ports() {
             let ip = pod_ip(&pod);
             assert!(ip.starts_with("172.16.28."), "{ip}");
             assert_eq!(pod.forward_ip().unwrap().to_string(), ip);
+            assert_eq!(pod.list_field(), format!("default:ip4={ip}"));
+            let loaded = PodNetwork::load(&guard.dir).unwrap().unwrap();
+            assert_eq!(
+                (loaded.list_field(), loaded.is_active()),
+                (pod.list_field(), true)
+            );
 
             // The pod has its address, a default route and masquerading out.
             let netns = pod.netns_path().unwrap().display().to_string();
