@@ -81,16 +81,20 @@ by = {r["case"]: r for r in rows}
 added = statistics.median(by["default"]["setup_ms"]) - statistics.median(by["host"]["setup_ms"])
 verdict = "meets" if added < 30 else "misses"
 masq = statistics.median(by["default"]["setup_ms"]) - statistics.median(by["default-restricted"]["setup_ms"])
+none = statistics.median(by["none"]["setup_ms"])
 print(f"\nTarget (issue #6): `--net=default` adds under 30 ms to a pod's start over host networking: "
       f"set-up median **{added:.1f} ms, {verdict} it**. Teardown happens when the pod stops, not on "
       f"its start path. IP masquerade (the only difference between `default` and "
-      f"`default-restricted` here) costs {masq:.1f} ms of set-up.")
-print("\nWhere the time goes: almost all of it is in the CNI plugins. Set-up runs the ptp plugin (a Go binary) which runs host-local and, "
-      "for IP masquerade, iptables several times; teardown runs ptp DEL (host-local DEL, iptables). "
+      f"`default-restricted` here; rkt adds its rules in one `iptables-restore`, see "
+      f"docs/networking.md) costs {masq:.1f} ms of set-up; the namespace with lo up, {none:.1f} ms.")
+print("\nWhere the time goes: almost all of it is in the CNI plugins. Set-up runs the ptp plugin (a Go binary) which runs host-local; "
+      "teardown runs ptp DEL, which runs host-local DEL. "
       f"Starting one plugin binary and doing nothing (`ptp` with CNI_COMMAND=VERSION) takes {go_start:.1f} ms here; "
       "`default` set-up starts ptp and host-local, teardown ptp and host-local again. "
-      "The namespace itself (`none`) costs a thread, an unshare and a bind mount. One `--port` adds "
-      "one `iptables-restore` at set-up and one `iptables-save` + `iptables-restore` at teardown.")
+      "The namespace itself (`none`) costs a thread, an unshare and a bind mount. `default` adds one "
+      "`iptables-restore` at set-up (masquerade) and one `iptables-save` + `iptables-restore` at "
+      "teardown; one `--port` adds an `iptables-save` at set-up (the check that no other pod forwards "
+      "that host port) and its rules to the same restore.")
 PY
 cat "$W/section.md"
 python3 benches/section.py net "$OUT" <"$W/section.md"

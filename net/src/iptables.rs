@@ -13,31 +13,79 @@ use std::process::{Command, Stdio};
 use crate::portfwd::PortMapping;
 use crate::{NetError, Result};
 
-/// The pod's two chain names (iptables allows 28 characters).
-pub(crate) fn chains(pod_id: &str) -> (String, String) {
+/// The pod's chain names (iptables allows 28 characters): port forwarding DNAT, its loopback
+/// SNAT, and IP masquerade.
+pub(crate) fn chains(pod_id: &str) -> [String; 3] {
     let short: String = pod_id.chars().filter(|c| *c != '-').take(12).collect();
-    (
+    [
         format!("RKT-PFWD-DNAT-{short}"),
         format!("RKT-PFWD-SNAT-{short}"),
-    )
+        format!("RKT-MASQ-{short}"),
+    ]
 }
 
-/// Installs the forwarding rules for a pod whose forwarded address is `pod_ip`, after checking
-/// that no other pod forwards the same host port.
-pub(crate) fn add(pod_id: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> Result<()> {
-    let (dnat, snat) = chains(pod_id);
-    let saved = save_nat()?;
-    if let Some(clash) = ports
-        .iter()
-        .find_map(|p| forwarded_elsewhere(&saved, &dnat, p))
-    {
-        return Err(NetError::Iptables {
-            what: "cannot forward ports",
-            message: clash,
-        });
+/// A pod address to masquerade: traffic from `ip` leaving for outside `subnet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Masquerade {
+    pub ip: Ipv4Addr,
+    pub subnet: (Ipv4Addr, u8),
+}
+
+/// Port forwarding to `pod_ip`.
+pub(crate) struct Forwarding<'a> {
+    pub pod_ip: Ipv4Addr,
+    pub ports: &'a [PortMapping],
+}
+
+/// Installs a pod's nat rules in one atomic `iptables-restore`: masquerade for `masq` (what the
+/// ptp plugin's `ipMasq` does, see docs/networking.md) and port forwarding, after checking that
+/// no other pod forwards the same host port.
+pub(crate) fn add(pod_id: &str, masq: &[Masquerade], fwd: Option<&Forwarding<'_>>) -> Result<()> {
+    if masq.is_empty() && fwd.is_none_or(|f| f.ports.is_empty()) {
+        return Ok(());
     }
-    let mut rules = format!("*nat\n:{dnat} - [0:0]\n:{snat} - [0:0]\n");
-    for p in ports {
+    let [dnat, snat, masq_chain] = chains(pod_id);
+    let mut rules = String::from("*nat\n");
+    if !masq.is_empty() {
+        rules.push_str(&masquerade_rules(&masq_chain, masq));
+    }
+    if let Some(f) = fwd.filter(|f| !f.ports.is_empty()) {
+        let saved = save_nat()?;
+        if let Some(clash) = f
+            .ports
+            .iter()
+            .find_map(|p| forwarded_elsewhere(&saved, &dnat, p))
+        {
+            return Err(NetError::Iptables {
+                what: "cannot forward ports",
+                message: clash,
+            });
+        }
+        rules.push_str(&forwarding_rules(&dnat, &snat, f));
+    }
+    rules.push_str("COMMIT\n");
+    restore(&rules, "cannot add the pod's nat rules")
+}
+
+fn masquerade_rules(chain: &str, masq: &[Masquerade]) -> String {
+    let mut rules = format!(":{chain} - [0:0]\n");
+    for m in masq {
+        rules.push_str(&format!(
+            "-A {chain} -d {}/{} -j ACCEPT\n",
+            m.subnet.0, m.subnet.1
+        ));
+    }
+    rules.push_str(&format!("-A {chain} ! -d 224.0.0.0/4 -j MASQUERADE\n"));
+    for m in masq {
+        rules.push_str(&format!("-A POSTROUTING -s {}/32 -j {chain}\n", m.ip));
+    }
+    rules
+}
+
+fn forwarding_rules(dnat: &str, snat: &str, f: &Forwarding<'_>) -> String {
+    let pod_ip = f.pod_ip;
+    let mut rules = format!(":{dnat} - [0:0]\n:{snat} - [0:0]\n");
+    for p in f.ports {
         let proto = &p.protocol;
         let dst = p
             .host_ip
@@ -58,24 +106,16 @@ pub(crate) fn add(pod_id: &str, pod_ip: Ipv4Addr, ports: &[PortMapping]) -> Resu
         ));
     }
     rules.push_str(&format!(
-        "-A POSTROUTING -s 127.0.0.1/32 ! -d 127.0.0.1/32 -j {snat}\nCOMMIT\n"
+        "-A POSTROUTING -s 127.0.0.1/32 ! -d 127.0.0.1/32 -j {snat}\n"
     ));
-    restore(&rules, "cannot add the port forwarding rules")
+    rules
 }
 
 /// Removes every rule that jumps to the pod's chains, and the chains. Nothing there is fine.
 pub(crate) fn remove(pod_id: &str) -> Result<()> {
-    let (dnat, snat) = chains(pod_id);
-    let saved = run(
-        &[
-            tool("iptables-save")?.as_os_str(),
-            "-t".as_ref(),
-            "nat".as_ref(),
-        ],
-        None,
-        "cannot read the nat table",
-    )?;
-    let script = removal_script(&saved, &[&dnat, &snat]);
+    let [dnat, snat, masq] = chains(pod_id);
+    let saved = save_nat()?;
+    let script = removal_script(&saved, &[&dnat, &snat, &masq]);
     match script {
         Some(s) => restore(&s, "cannot remove the port forwarding rules"),
         None => Ok(()),
@@ -209,10 +249,24 @@ mod tests {
 
     #[test]
     fn chain_names_fit_iptables() {
-        let (d, s) = chains("0123abcd-4567-89ef-0123-456789abcdef");
+        let [d, s, m] = chains("0123abcd-4567-89ef-0123-456789abcdef");
         assert_eq!(d, "RKT-PFWD-DNAT-0123abcd4567");
         assert_eq!(s, "RKT-PFWD-SNAT-0123abcd4567");
+        assert_eq!(m, "RKT-MASQ-0123abcd4567");
         assert!(d.len() <= 28);
+        let rules = masquerade_rules(
+            &m,
+            &[Masquerade {
+                ip: Ipv4Addr::new(172, 16, 28, 2),
+                subnet: (Ipv4Addr::new(172, 16, 28, 0), 24),
+            }],
+        );
+        assert_eq!(
+            rules,
+            ":RKT-MASQ-0123abcd4567 - [0:0]\n-A RKT-MASQ-0123abcd4567 -d 172.16.28.0/24 -j ACCEPT\n\
+             -A RKT-MASQ-0123abcd4567 ! -d 224.0.0.0/4 -j MASQUERADE\n\
+             -A POSTROUTING -s 172.16.28.2/32 -j RKT-MASQ-0123abcd4567\n"
+        );
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub(crate) struct NetRecord {
     pub info: NetInfo,
     pub plugin: String,
     pub ip_masq: bool,
+    /// rkt masquerades this network's traffic itself (the plugin got `ipMasq: false`).
+    #[serde(default)]
+    pub masq_by_rkt: bool,
+    /// The configuration the plugin gets.
     pub conf: Value,
     pub state: NetState,
     #[serde(default)]
@@ -96,9 +100,9 @@ pub(crate) struct Record {
     /// The pod address ports forward to.
     #[serde(default)]
     pub forward_ip: Option<std::net::Ipv4Addr>,
-    /// Forwarding rules may exist.
+    /// rkt's nat rules (masquerade, port forwarding) may exist.
     #[serde(default)]
-    pub forwarding: bool,
+    pub nat_rules: bool,
 }
 
 impl Record {

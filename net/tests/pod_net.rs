@@ -292,6 +292,14 @@ fn default_network_reachable_by_address_and_forwarded_ports() {
                 )),
                 "the pod cannot reach the outside host"
             );
+            // The outside host has no route to 172.16.28.0/24: it answers only because the pod's
+            // traffic is masqueraded (by rkt's rules; ptp got ipMasq=false and made no CNI- chain).
+            let nat = sh("iptables-save -t nat");
+            assert!(
+                nat.contains(&format!("-A POSTROUTING -s {ip}/32 -j RKT-MASQ-")),
+                "{nat}"
+            );
+            assert!(!nat.contains("CNI-"), "{nat}");
 
             let _httpd = start_httpd(sb, &pod);
             let hello = Some("hello from pod\n".to_string());
