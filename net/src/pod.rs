@@ -47,6 +47,7 @@ impl PodNetwork {
             return Ok(PodNetwork { mode, record: None });
         }
         check_pod_id(pod_id)?;
+        check_fresh(netns_path, pod_dir)?;
         let nets = config.select(req)?;
         for n in &nets {
             cni::find_plugin(&n.def.name, &n.def.plugin, config.plugin_dirs())?;
@@ -162,6 +163,26 @@ fn check_pod_id(pod_id: &str) -> Result<()> {
     } else {
         Err(NetError::BadPodId(pod_id.to_string()))
     }
+}
+
+/// Refuses to set up over an existing namespace file or an active record: teardown of the failed
+/// set-up would otherwise release what they hold.
+fn check_fresh(netns_path: &Path, pod_dir: &Path) -> Result<()> {
+    if netns_path.symlink_metadata().is_ok() {
+        return Err(NetError::io(
+            "refusing to set up a pod network over the existing file",
+            netns_path,
+            std::io::ErrorKind::AlreadyExists.into(),
+        ));
+    }
+    if Record::load(pod_dir)?.is_some_and(|r| r.active) {
+        return Err(NetError::io(
+            "the pod already has an active network: tear it down first;",
+            pod_dir.join(crate::NET_INFO_FILE),
+            std::io::ErrorKind::AlreadyExists.into(),
+        ));
+    }
+    Ok(())
 }
 
 fn new_record(
