@@ -9,7 +9,7 @@
 #
 #     bash benches/net.sh
 #
-# It runs inside `unshare --net --mount` with tmpfs on /run/netns and /var/lib/cni, so nothing
+# It runs inside `unshare --net --mount` with tmpfs on /run/netns, /var/lib/cni and /run/lock, so nothing
 # reaches the machine's network. Needs: cargo, python3, unshare, ip, iptables,
 # containernetworking-plugins.
 # Environment:
@@ -31,11 +31,12 @@ W=$(mktemp -d /var/tmp/rkt-net-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 
 echo "==> $RUNS set-up/teardown cycles per case, in a private network namespace"
-mkdir -p /run/netns /var/lib/cni
+mkdir -p /run/netns /var/lib/cni /run/lock
 unshare --net --mount --propagation private -- sh -c '
     set -e
     mount -t tmpfs bench /run/netns
     mount -t tmpfs bench /var/lib/cni
+    mount -t tmpfs bench /run/lock
     ip link set lo up
     exec "$0" "$1" "$2"' "$BIN" "$RUNS" "$W" >"$W/results.jsonl"
 

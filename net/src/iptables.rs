@@ -49,7 +49,11 @@ pub(crate) fn add(pod_id: &str, masq: &[Masquerade], fwd: Option<&Forwarding<'_>
     if !masq.is_empty() {
         rules.push_str(&masquerade_rules(&masq_chain, masq));
     }
+    // Held until the rules are in, so two pods asking for one host port at once cannot both
+    // pass the check.
+    let mut _ports_lock = None;
     if let Some(f) = fwd.filter(|f| !f.ports.is_empty()) {
+        _ports_lock = Some(lock_ports()?);
         let saved = save_nat()?;
         if let Some(clash) = f
             .ports
@@ -120,6 +124,24 @@ pub(crate) fn remove(pod_id: &str) -> Result<()> {
         Some(s) => restore(&s, "cannot remove the port forwarding rules"),
         None => Ok(()),
     }
+}
+
+/// Serialises port forwarding set-ups of every rkt process on the host.
+pub(crate) const PORTS_LOCK: &str = "/run/lock/rkt-net-ports.lock";
+
+fn lock_ports() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = std::path::Path::new(PORTS_LOCK);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| NetError::io("cannot create", dir, e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| NetError::io("cannot open", path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| NetError::io("cannot lock", path, e.into()))
 }
 
 fn save_nat() -> Result<String> {

@@ -1,6 +1,6 @@
 //! Pod networking against real network namespaces, the real CNI plugins (/usr/lib/cni) and
 //! iptables. Every test re-executes itself under `unshare --net --mount`: its own network
-//! namespace (with an "outside host" behind a veth pair) and tmpfs on /run/netns and
+//! namespace (with an "outside host" behind a veth pair) and tmpfs on /run/netns, /run/lock and
 //! /var/lib/cni, so no interface, rule, namespace or lease reaches the machine.
 
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ struct Sandbox {
 
 impl Sandbox {
     fn enter() -> Sandbox {
-        for d in ["/run/netns", "/var/lib/cni"] {
+        for d in ["/run/netns", "/var/lib/cni", "/run/lock"] {
             std::fs::create_dir_all(d).unwrap();
             sh(&format!("mount -t tmpfs rkt-net-test {d}"));
         }
@@ -458,6 +458,49 @@ fn concurrent_pods_get_distinct_addresses_and_cni_args_apply() {
                 pod_ip(&pods[1].0)
             )));
 
+            // Three pods asking for the same host port at the same instant: exactly one gets it.
+            let ports =
+                resolve_ports(&[PortRequest::parse("http:9000").unwrap()], &http_ports()).unwrap();
+            let results: Vec<(rkt_net::Result<PodNetwork>, PodGuard)> = std::thread::scope(|s| {
+                let handles: Vec<_> = (30..33)
+                    .map(|n| {
+                        let ports = &ports;
+                        s.spawn(move || {
+                            let id = pod_id(n);
+                            let dir = sb.pod_dir(&id);
+                            let netns = PathBuf::from(format!("/run/netns/pod{n}"));
+                            let r = PodNetwork::setup(
+                                &sb.config(),
+                                &id,
+                                &netns,
+                                &net(&["default"]),
+                                ports,
+                                &dir,
+                            );
+                            (r, PodGuard { dir })
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let won = results.iter().filter(|(r, _)| r.is_ok()).count();
+            assert_eq!(
+                won,
+                1,
+                "{:?}",
+                results
+                    .iter()
+                    .map(|(r, _)| r.as_ref().err().map(|e| e.to_string()))
+                    .collect::<Vec<_>>()
+            );
+            for (r, _) in &results {
+                if let Err(e) = r {
+                    assert!(e.to_string().contains("already forwarded"), "{e}");
+                }
+            }
+            let port_dirs: Vec<PathBuf> = results.iter().map(|(_, g)| g.dir.clone()).collect();
+            drop(results);
+
             let (pinned, pinned_guard) = setup(sb, 20, &net(&["default:IP=172.16.28.77"]), &[]);
             assert_eq!(pod_ip(&pinned), "172.16.28.77");
             // default-restricted is added when default is not chosen; no default route there.
@@ -470,6 +513,7 @@ fn concurrent_pods_get_distinct_addresses_and_cni_args_apply() {
             assert!(!routes.contains("default"), "{routes}");
 
             let mut dirs: Vec<PathBuf> = pods.iter().map(|(_, g)| g.dir.clone()).collect();
+            dirs.extend(port_dirs);
             dirs.push(pinned_guard.dir.clone());
             dirs.push(restricted_guard.dir.clone());
             drop(pods);
