@@ -25,6 +25,7 @@ PACKAGES=(
     attr           # setfattr/getfattr: xattrs in images
     coreutils findutils util-linux # du, find, mount/umount
     build-essential pkg-config libssl-dev # C compilers for bundled SQLite, zstd, lzma; libcrypto (SHA-512)
+    docker-registry skopeo umoci # Docker/OCI images: a local registry, pushes, image builds
 )
 if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
     step "apt-get install ${PACKAGES[*]}"
@@ -34,7 +35,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount \
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci \
     ip iptables iptables-save iptables-restore nsenter unshare timeout; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
