@@ -16,7 +16,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 PACKAGES=(
     appc-spec      # actool build: reference ACIs
-    busybox-static # the rootfs of the test images
+    busybox-static # the rootfs of the test images; httpd, wget and ping in the networking tests
+    containernetworking-plugins # the CNI plugins in /usr/lib/cni (ptp, host-local) for pod networks
+    iptables       # port forwarding rules, and the plugins' IP masquerade
+    iproute2       # ip: the networking tests' namespaces and veth pairs
     python3        # tarfile: USTAR/GNU/PAX and hostile archives
     tar gzip bzip2 xz-utils
     attr           # setfattr/getfattr: xattrs in images
@@ -36,9 +39,12 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci gpg openssl ip unshare go; do
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci \
+    gpg openssl go ip iptables iptables-save iptables-restore nsenter unshare timeout; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
+[ -x /usr/lib/cni/ptp ] && [ -x /usr/lib/cni/host-local ] \
+    || die "CNI plugins missing from /usr/lib/cni (package containernetworking-plugins)"
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
 file_out=$(head -c 4 /bin/busybox | od -An -c | tr -d ' ')
 [ "$file_out" = "177ELF" ] || die "/bin/busybox is not an ELF binary"

@@ -1,0 +1,104 @@
+//! Named network namespaces: a new namespace kept alive by a bind mount on a file (as
+//! `ip netns add` does), with loopback up.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::{NetError, Result};
+
+/// Creates a network namespace bind-mounted on `path` (the file is created; its directory must
+/// exist), with `lo` up. On failure nothing is left behind.
+pub(crate) fn create(path: &Path) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| NetError::io("cannot create the network namespace file", path, e))?;
+    let target = path.to_path_buf();
+    // A short-lived thread enters the new namespace, so the caller's threads never change
+    // namespace; the bind mount keeps the namespace alive after the thread exits.
+    let made = std::thread::spawn(move || -> Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
+            NetError::io("cannot create a network namespace for", &target, e.into())
+        })?;
+        loopback_up().map_err(|e| NetError::io("cannot bring up lo in", &target, e))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            NetError::io(
+                "cannot bind-mount the network namespace on",
+                &target,
+                e.into(),
+            )
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetError::io(
+            "network namespace thread panicked for",
+            path,
+            std::io::ErrorKind::Other.into(),
+        ))
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Unmounts and removes a namespace made by [`create`]; a missing or unmounted file is fine.
+pub(crate) fn remove(path: &Path) -> Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(NetError::io(
+                "cannot unmount the network namespace",
+                path,
+                e.into(),
+            ))
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NetError::io(
+            "cannot remove the network namespace file",
+            path,
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Sets IFF_UP on `lo` of the calling thread's network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a freshly created socket that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags of a valid, owned ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: ifru_flags was just written by the kernel.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads a valid, owned ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
