@@ -352,7 +352,7 @@ fn a_killed_server_fails_reads_fast_and_cleanup_leaves_no_mount() {
         let pod = pod.clone();
         move || rkt_lazyfs::unmount_under(&pod).unwrap()
     });
-    assert_eq!(removed, [mnt.clone()]);
+    assert_eq!(removed, std::slice::from_ref(&mnt));
     assert!(!is_mountpoint(&mnt));
     assert!(
         std::fs::read_dir(&mnt).unwrap().next().is_none(),
