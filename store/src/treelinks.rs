@@ -93,7 +93,7 @@ impl Store {
             self.create_objects_subdir(dir)
                 .map_err(|err| std::io::Error::other(err.to_string()))?;
         }
-        let shared = match share(&obj, &p) {
+        let shared = match share(&obj, &p, &id, &m) {
             Err(err) if err.raw_os_error() == Some(libc::EMLINK) => return Ok(None),
             r => r?,
         };
@@ -134,12 +134,28 @@ impl Store {
 
 /// Make `p` share its inode with the object `obj`: adopt `p` as the object when there is none
 /// yet, otherwise replace `p` with a link to it.
-fn share(obj: &Path, p: &Path) -> std::io::Result<Shared> {
+fn share(
+    obj: &Path,
+    p: &Path,
+    id: &crate::FileId,
+    m: &std::fs::Metadata,
+) -> std::io::Result<Shared> {
     for _ in 0..3 {
         match std::fs::hard_link(p, obj) {
             Ok(()) => return Ok(Shared::Adopted),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
+        }
+        if !object_intact(obj, id, m)? {
+            // Written to in place through some tree: never link to it again. Trees that
+            // already link it keep their inode; this one gets a fresh object.
+            tracing::warn!(object = %obj.display(),
+                "object of a rendered tree was modified in place; replacing it");
+            match std::fs::remove_file(obj) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
         }
         match replace_with_link(obj, p) {
             Ok(()) => return Ok(Shared::Linked),
@@ -152,6 +168,29 @@ fn share(obj: &Path, p: &Path) -> std::io::Result<Shared> {
         "object {} keeps appearing and disappearing",
         obj.display()
     )))
+}
+
+/// Whether the object still has the content `id` and the metadata of the freshly rendered
+/// file `m` (a tree is never to be written in place, but a root user could).
+fn object_intact(obj: &Path, id: &crate::FileId, m: &std::fs::Metadata) -> std::io::Result<bool> {
+    let om = match std::fs::symlink_metadata(obj) {
+        Ok(om) => om,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let same_meta = om.len() == m.len()
+        && om.mode() == m.mode()
+        && (om.uid(), om.gid()) == (m.uid(), m.gid())
+        && (om.mtime(), om.mtime_nsec()) == (m.mtime(), m.mtime_nsec());
+    if !same_meta {
+        return Ok(false);
+    }
+    let mut h = blake3::Hasher::new();
+    match h.update_reader(std::fs::File::open(obj)?) {
+        Ok(_) => Ok(h.finalize().as_bytes() == id),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Atomically replace `p` with a hard link to `obj`.

@@ -152,7 +152,13 @@ impl Fixture {
             run(Command::new("tar")
                 .arg("-C")
                 .arg(&layout)
-                .args(["--format=posix", "--sparse", "--xattrs", "--xattrs-include=*", "-cf"])
+                .args([
+                    "--format=posix",
+                    "--sparse",
+                    "--xattrs",
+                    "--xattrs-include=*",
+                    "-cf",
+                ])
                 .arg(&aci)
                 .args(["manifest", "rootfs"]));
         } else {
