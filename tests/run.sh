@@ -31,10 +31,11 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount; do
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
+[ -c /dev/fuse ] || die "/dev/fuse missing: the lazy rootfs tests need FUSE (modprobe fuse)"
 file_out=$(head -c 4 /bin/busybox | od -An -c | tr -d ' ')
 [ "$file_out" = "177ELF" ] || die "/bin/busybox is not an ELF binary"
 
