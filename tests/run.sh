@@ -22,6 +22,7 @@ PACKAGES=(
     attr           # setfattr/getfattr: xattrs in images
     coreutils findutils util-linux # du, find, mount/umount
     build-essential pkg-config libssl-dev # C compilers for bundled SQLite, zstd, lzma; libcrypto (SHA-512)
+    docker-registry skopeo umoci # Docker/OCI images: a local registry, pushes, image builds
 )
 if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
     step "apt-get install ${PACKAGES[*]}"
@@ -31,7 +32,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot; do
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot docker-registry skopeo umoci; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
@@ -48,6 +49,14 @@ cargo clippy --workspace --all-targets -- -D warnings || die "clippy found probl
 step "cargo test --workspace"
 # Integration tests run real rkt processes, some large (crash and concurrency tests):
 # two test threads per binary keep the 2-core CI machine busy without starving timers.
-cargo test --workspace --no-fail-fast -- --test-threads=2 || die "tests failed (see above)"
-
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last of which is
+# usually the empty doc-test run).
+summary=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+               END { printf "%d passed, %d failed", p, f }' "$log")
+[ "$status" = 0 ] || { echo "$summary"; die "tests failed (see above)"; }
 step "all tests passed"
+echo "$summary"

@@ -78,8 +78,91 @@ fn fetch_one(
             ),
         },
         Source::Url(url) => bail!("fetching {url}: http(s) fetching is not supported by this rkt yet; download the ACI and fetch the file"),
-        Source::Docker(url) => bail!("fetching {url}: Docker registries are not supported by this rkt yet"),
+        Source::Docker(url) => fetch_docker(global, args, store, &url),
     }
+}
+
+fn require_insecure_image(global: &GlobalArgs, what: &str) -> Result<()> {
+    if !global.skip_image_verification() {
+        bail!(
+            "fetching {what}: Docker and OCI images carry no signatures rkt can verify; \
+             rerun with --insecure-options=image to fetch it without verification"
+        );
+    }
+    Ok(())
+}
+
+fn fetch_docker(
+    global: &GlobalArgs,
+    args: &FetchArgs,
+    store: &mut Store,
+    url: &str,
+) -> Result<String> {
+    let reference = rkt_docker::DockerRef::parse(url)?;
+    let name = rkt_store::docker::convert::aci_name(&reference.registry, &reference.repository)?;
+    let stored = match &reference.tag {
+        Some(tag) if reference.digest.is_none() => store
+            .find_by_name(&name, &[("version".to_string(), tag.clone())])
+            .ok()
+            .flatten()
+            .map(|i| i.id),
+        _ => None,
+    };
+    match (args.pull_policy, stored) {
+        (PullPolicy::New, Some(id)) | (PullPolicy::Never, Some(id)) => return Ok(id),
+        (PullPolicy::Never, None) => {
+            bail!("image {url:?} is not in the store and --pull-policy=never forbids fetching it")
+        }
+        _ => {}
+    }
+    require_insecure_image(global, url)?;
+    let opts = rkt_docker::registry::Options {
+        allow_http: global.insecure_options.http,
+        credentials: docker_auth(global)?.for_registry(&reference.registry),
+        platform: Default::default(),
+    };
+    let mut source = rkt_docker::registry::RegistrySource::new(url, opts)
+        .with_context(|| format!("cannot fetch {url}"))?;
+    let outcome =
+        rkt_docker::pull(store, &mut source).with_context(|| format!("cannot fetch {url}"))?;
+    report_pull(url, &outcome);
+    Ok(outcome.id)
+}
+
+fn docker_auth(global: &GlobalArgs) -> Result<rkt_docker::auth::DockerAuth> {
+    let mut dirs = vec![
+        global.system_config.as_path(),
+        global.local_config.as_path(),
+    ];
+    if let Some(u) = &global.user_config {
+        dirs.push(u.as_path());
+    }
+    Ok(rkt_docker::auth::DockerAuth::load(&dirs)?)
+}
+
+fn report_pull(what: &str, o: &rkt_docker::PullOutcome) {
+    tracing::info!(
+        id = %o.id,
+        layers_fetched = o.layers_fetched,
+        layers_reused = o.layers_reused,
+        bytes_fetched = o.bytes_fetched,
+        stored_bytes = o.stored_bytes,
+        "fetched {what}"
+    );
+    eprintln!(
+        "rkt: fetched {what}: {} layer(s) downloaded ({} bytes), {} already in the store",
+        o.layers_fetched, o.bytes_fetched, o.layers_reused
+    );
+}
+
+fn fetch_docker_archive(global: &GlobalArgs, store: &mut Store, path: &Path) -> Result<String> {
+    require_insecure_image(global, &path.display().to_string())?;
+    let mut source = rkt_docker::archive::ArchiveSource::open(path, None, Default::default())
+        .with_context(|| format!("cannot import {}", path.display()))?;
+    let outcome = rkt_docker::pull(store, &mut source)
+        .with_context(|| format!("cannot import {}", path.display()))?;
+    report_pull(&path.display().to_string(), &outcome);
+    Ok(outcome.id)
 }
 
 fn fetch_file(
@@ -93,6 +176,9 @@ fn fetch_file(
             "{}: --pull-policy=never only uses images already in the store",
             path.display()
         );
+    }
+    if rkt_docker::archive::is_docker_archive(path) {
+        return fetch_docker_archive(global, store, path);
     }
     if !global.skip_image_verification() {
         bail!(

@@ -12,10 +12,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::error::{Result, StoreError};
 
 /// Current schema version; bump it and add a step to [`MIGRATIONS`] for every change.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration steps: `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE packs (
     id    INTEGER PRIMARY KEY,
     name  TEXT NOT NULL UNIQUE,
@@ -88,7 +89,29 @@ CREATE TABLE remotes (
     cache_max_age INTEGER,
     download_time INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    // ---- version 1 -> 2: Docker/OCI layers (store/src/docker/layer.rs) ----
+    r#"
+CREATE TABLE layers (
+    digest      TEXT PRIMARY KEY,      -- sha256:<hex> of the blob as distributed
+    diff_id     TEXT NOT NULL,         -- sha256:<hex> of the uncompressed tar
+    size        INTEGER NOT NULL,      -- blob bytes
+    tar_size    INTEGER NOT NULL,      -- uncompressed tar bytes
+    recipe      BLOB NOT NULL,         -- zstd-compressed recipe of the uncompressed tar
+    entries     BLOB NOT NULL,         -- zstd-compressed JSON list of the layer's entries
+    import_time INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX layers_by_diff_id ON layers(diff_id);
+CREATE TABLE image_layers (
+    image_id TEXT NOT NULL,            -- a squashed image made of these layers
+    seq      INTEGER NOT NULL,         -- 0 = base layer
+    digest   TEXT NOT NULL,
+    PRIMARY KEY (image_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX image_layers_by_digest ON image_layers(digest);
+"#,
+    // ---- end of version 1 -> 2 ----
+];
 
 /// Open (creating and migrating as needed) the index at `path`.
 pub fn open(path: &Path) -> Result<Connection> {

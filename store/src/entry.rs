@@ -76,3 +76,25 @@ pub struct Entry {
     /// concatenation of the segments, holes read as zeros. None for dense files.
     pub sparse: Option<Vec<(u64, u64)>>,
 }
+
+impl Entry {
+    /// A directory the archive implies but does not list (0755, root-owned, epoch mtime).
+    pub fn implied_dir(path: impl Into<String>) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            file_id: None,
+            sparse: None,
+        }
+    }
+}

@@ -28,6 +28,8 @@ pub struct GcReport {
     pub trees_removed: u64,
     /// What happened to the object cache (`objects/`).
     pub objects: crate::objects::ObjectsReport,
+    /// Docker/OCI layers that no image used any more.
+    pub layers_removed: u64,
 }
 
 struct PackUse {
@@ -61,6 +63,7 @@ impl Store {
     /// Reclaim space of removed images (also what `gc` does after removing images).
     pub fn sweep(&mut self, report: &mut GcReport) -> Result<()> {
         let _exclusive = lock::exclusive(&self.gc_lock_path())?;
+        report.layers_removed = self.remove_unused_layers()?;
         let db = self.db.clone();
         report.chunks_dropped = db::write_tx(&mut self.conn, &db, |tx| {
             tx.execute("DELETE FROM chunks WHERE refs <= 0", [])

@@ -365,6 +365,19 @@ fn remove_in_tx(
         .map_err(&e)?;
     tx.execute("DELETE FROM remotes WHERE image_id = ?1", [id])
         .map_err(&e)?;
+    tx.execute("DELETE FROM image_layers WHERE image_id = ?1", [id])
+        .map_err(&e)?;
+    release_files(tx, db, refs)
+}
+
+/// Drop `refs` content references; contents nobody references any more lose their chunk
+/// lists, and their chunks' counts drop (gc's sweep reclaims them).
+pub(crate) fn release_files(
+    tx: &Transaction<'_>,
+    db: &db::DbPath,
+    refs: &std::collections::HashMap<[u8; 32], i64>,
+) -> Result<()> {
+    let e = db.err();
     let mut dec = tx
         .prepare_cached("UPDATE files SET refs = refs - ?2 WHERE id = ?1")
         .map_err(&e)?;

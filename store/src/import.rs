@@ -36,10 +36,18 @@ pub struct ImportOutcome {
 }
 
 /// A distinct file content seen in this import.
-struct FileRec {
-    size: u64,
-    chunks: Vec<[u8; 32]>,
-    refs: u64,
+pub(crate) struct FileRec {
+    pub(crate) size: u64,
+    pub(crate) chunks: Vec<[u8; 32]>,
+    pub(crate) refs: u64,
+}
+
+/// Which paths an archive holds: an ACI (`manifest` and `rootfs/…`) or a Docker/OCI layer
+/// (paths relative to `/`, whiteouts kept as ordinary entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Aci,
+    Layer,
 }
 
 /// State of the regular file whose content is streaming.
@@ -51,6 +59,7 @@ struct Current {
 }
 
 struct ImportSink {
+    layout: Layout,
     chunks: ChunkWriter,
     /// File ids in the order their contents ended (the chunk writer's order).
     file_order: Vec<FileId>,
@@ -68,7 +77,10 @@ struct ImportSink {
 
 impl ImportSink {
     fn begin(&mut self, e: &TarEntry) -> Result<()> {
-        let place = aci::place(&e.path)?;
+        let place = match self.layout {
+            Layout::Aci => aci::place(&e.path)?,
+            Layout::Layer => Place::Rootfs(crate::docker::layer::layer_path(&e.path)?),
+        };
         let key = match &place {
             Place::Manifest => "\0manifest".to_string(),
             Place::Rootfs(p) => p.clone(),
@@ -159,7 +171,10 @@ impl ImportSink {
             EntryKind::Symlink => Some(self.symlink_target(&entry.path, e)?),
             EntryKind::HardLink => {
                 let raw = e.link_target.as_deref().unwrap_or_default();
-                let target = aci::hardlink_target(raw, &entry.path)?;
+                let target = match self.layout {
+                    Layout::Aci => aci::hardlink_target(raw, &entry.path)?,
+                    Layout::Layer => crate::docker::layer::hardlink_target(raw, &entry.path)?,
+                };
                 self.link_hardlink(&mut entry, &target)?;
                 Some(target)
             }
@@ -256,17 +271,35 @@ impl TarSink for ImportSink {
     }
 }
 
-/// Reader that hashes (SHA-512) and counts everything read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: crate::imageid::ImageHasher,
-    bytes: u64,
+/// Reader that hashes (SHA-512 for images, SHA-256 for layers) and counts everything read
+/// through it.
+pub(crate) struct HashingReader<R, H = crate::imageid::ImageHasher> {
+    pub(crate) inner: R,
+    pub(crate) hasher: H,
+    pub(crate) bytes: u64,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+/// What [`HashingReader`] can feed.
+pub(crate) trait Update {
+    fn update_with(&mut self, bytes: &[u8]);
+}
+
+impl Update for crate::imageid::ImageHasher {
+    fn update_with(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Update for sha2::Sha256 {
+    fn update_with(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(self, bytes);
+    }
+}
+
+impl<R: Read, H: Update> Read for HashingReader<R, H> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.update_with(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -288,9 +321,20 @@ impl Store {
     /// Import an ACI (optionally gzip/bzip2/xz/zstd compressed) from `input`.
     /// `source` names the input in error messages.
     pub fn import(&mut self, input: impl Read, source: &str) -> Result<ImportOutcome> {
+        self.import_with(input, source, &|_, _| Ok(()))
+    }
+
+    /// Import an ACI; `also` runs in the committing transaction with the image ID (also when
+    /// the image was already stored).
+    pub(crate) fn import_with(
+        &mut self,
+        input: impl Read,
+        source: &str,
+        also: &dyn Fn(&Transaction<'_>, &str) -> Result<()>,
+    ) -> Result<ImportOutcome> {
         let _gc_guard = lock::shared(&self.gc_lock_path())?;
         let pack_path = self.new_pack_path();
-        let result = self.import_into_pack(input, source, pack_path.clone());
+        let result = self.import_into_pack(input, source, pack_path.clone(), also);
         if result.is_err() || matches!(result, Ok((_, false))) {
             let _ = std::fs::remove_file(&pack_path);
         }
@@ -313,6 +357,7 @@ impl Store {
         input: impl Read,
         source: &str,
         pack_path: PathBuf,
+        also: &dyn Fn(&Transaction<'_>, &str) -> Result<()>,
     ) -> Result<(ImportOutcome, bool)> {
         let started = std::time::Instant::now();
         let pack = PackWriter::create(pack_path)?;
@@ -331,12 +376,14 @@ impl Store {
         let (id, tar_bytes) = (parsed.id.clone(), parsed.tar_bytes);
         let db = self.db.clone();
         let new = db::write_tx(&mut self.conn, &db, |tx| {
-            commit(
+            let new = commit(
                 tx,
                 &db,
                 &parsed,
                 pack_used.then_some((pack_name.as_str(), pack_size)),
-            )
+            )?;
+            also(tx, &parsed.id)?;
+            Ok(new)
         })?;
         tracing::debug!(elapsed = ?started.elapsed(), "index committed");
         let stored_bytes = if new && pack_used { pack_size } else { 0 };
@@ -364,83 +411,97 @@ impl Store {
         tracing::debug!(source, compression = kind.name(), "importing");
         let mut reader = HashingReader {
             inner: reader,
-            hasher: Default::default(),
+            hasher: crate::imageid::ImageHasher::default(),
             bytes: 0,
         };
-        let mut sink = ImportSink {
-            chunks: ChunkWriter::start(pack, self.db.0.clone())?,
-            file_order: Vec::new(),
-            files: HashMap::new(),
-            recipe: RecipeBuilder::default(),
-            entries: Vec::new(),
-            seen: HashSet::new(),
-            current: None,
-            pending_entry: None,
-            manifest: None,
-            failure: None,
-        };
-        if let Err(e) = tarstream::parse(&mut reader, &mut sink) {
-            return Err(match sink.failure.take() {
-                Some(failure) => failure,
-                None => tar_error(e, kind),
-            });
-        }
-        drain_trailing(&mut reader, &mut sink.recipe, kind)?;
-        let manifest_bytes = sink.manifest.take().ok_or_else(|| {
+        let chunks = ChunkWriter::start(pack, self.db.0.clone())?;
+        let tar = parse_tar(&mut reader, kind, Layout::Aci, chunks)?;
+        let manifest_bytes = tar.manifest.ok_or_else(|| {
             StoreError::InvalidImage("the archive has no `manifest` entry".to_string())
         })?;
         let manifest = ImageManifest::parse(&manifest_bytes)?;
-        let mut entries = std::mem::take(&mut sink.entries);
+        let mut entries = tar.entries;
         if !entries.iter().any(|e| e.path.is_empty()) {
             if entries.is_empty() {
                 return Err(StoreError::InvalidImage(
                     "the archive has no `rootfs/` directory".into(),
                 ));
             }
-            entries.insert(0, implied_rootfs());
+            entries.insert(0, Entry::implied_dir(""));
         }
         aci::check_tree(&entries)?;
-        tracing::debug!("tar parsed and hashed; waiting for the chunk writer");
-        let written = sink.chunks.finish()?;
-        let mut files = sink.files;
-        for (file_id, chunks) in sink.file_order.iter().zip(written.files) {
-            if let Some(rec) = files.get_mut(file_id) {
-                if rec.chunks.is_empty() {
-                    rec.chunks = chunks;
-                }
-            }
-        }
         let parsed = Parsed {
             id: reader.hasher.finish(),
             manifest_bytes,
             manifest,
             entries,
-            files,
-            new_chunks: written.new_chunks,
-            recipe: sink.recipe.finish()?,
+            files: tar.files,
+            new_chunks: tar.new_chunks,
+            recipe: tar.recipe,
             tar_bytes: reader.bytes,
         };
-        Ok((parsed, written.pack))
+        Ok((parsed, tar.pack))
     }
 }
 
-fn implied_rootfs() -> Entry {
-    Entry {
-        path: String::new(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        link: None,
-        dev_major: 0,
-        dev_minor: 0,
-        xattrs: Vec::new(),
-        file_id: None,
-        sparse: None,
+/// What one pass over a tar produced: its entries, distinct file contents with their chunk
+/// lists, the chunks newly written to the pack, and the export recipe.
+pub(crate) struct ParsedTar {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) files: HashMap<FileId, FileRec>,
+    pub(crate) new_chunks: HashMap<[u8; 32], NewChunk>,
+    pub(crate) recipe: Vec<u8>,
+    /// The ACI's `manifest` bytes (ACI layout only).
+    pub(crate) manifest: Option<Vec<u8>>,
+    pub(crate) pack: PackWriter,
+}
+
+/// Parse an (already decompressed) tar stream, cutting file contents into chunks on the
+/// chunk writer's thread; bytes after the tar's end are kept in the recipe.
+pub(crate) fn parse_tar(
+    reader: &mut impl Read,
+    kind: crate::decompress::Compression,
+    layout: Layout,
+    chunks: ChunkWriter,
+) -> Result<ParsedTar> {
+    let mut sink = ImportSink {
+        layout,
+        chunks,
+        file_order: Vec::new(),
+        files: HashMap::new(),
+        recipe: RecipeBuilder::default(),
+        entries: Vec::new(),
+        seen: HashSet::new(),
+        current: None,
+        pending_entry: None,
+        manifest: None,
+        failure: None,
+    };
+    if let Err(e) = tarstream::parse(&mut *reader, &mut sink) {
+        return Err(match sink.failure.take() {
+            Some(failure) => failure,
+            None => tar_error(e, kind),
+        });
     }
+    drain_trailing(reader, &mut sink.recipe, kind)?;
+    tracing::debug!("tar parsed and hashed; waiting for the chunk writer");
+    let written = sink.chunks.finish()?;
+    let mut files = sink.files;
+    for (file_id, chunks) in sink.file_order.iter().zip(written.files) {
+        if let Some(rec) = files.get_mut(file_id) {
+            if rec.chunks.is_empty() {
+                rec.chunks = chunks;
+            }
+        }
+    }
+    Ok(ParsedTar {
+        entries: sink.entries,
+        files,
+        new_chunks: written.new_chunks,
+        recipe: sink.recipe.finish()?,
+        manifest: sink.manifest,
+        pack: written.pack,
+    })
 }
 
 /// Bytes after the tar's end belong to the image ID and must be exported again.
@@ -486,6 +547,20 @@ fn commit(
     if db::exists(tx, "SELECT 1 FROM images WHERE id = ?1", &p.id).map_err(&e)? {
         return Ok(false);
     }
+    commit_chunks(tx, db, &p.new_chunks, pack)?;
+    commit_files(tx, db, &p.files)?;
+    commit_image(tx, db, p)?;
+    Ok(true)
+}
+
+/// Record a pack and the chunks this import wrote to it.
+pub(crate) fn commit_chunks(
+    tx: &Transaction<'_>,
+    db: &db::DbPath,
+    new_chunks: &HashMap<[u8; 32], NewChunk>,
+    pack: Option<(&str, u64)>,
+) -> Result<()> {
+    let e = db.err();
     if let Some((name, size)) = pack {
         tx.execute(
             "INSERT INTO packs(name, size) VALUES (?1, ?2)",
@@ -499,7 +574,7 @@ fn commit(
                  ON CONFLICT(id) DO NOTHING",
             )
             .map_err(&e)?;
-        for (id, c) in &p.new_chunks {
+        for (id, c) in new_chunks {
             ins.execute(params![
                 id.as_slice(),
                 pack_id,
@@ -511,12 +586,15 @@ fn commit(
             .map_err(&e)?;
         }
     }
-    commit_files(tx, db, p)?;
-    commit_image(tx, db, p)?;
-    Ok(true)
+    Ok(())
 }
 
-fn commit_files(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()> {
+/// Add this import's content references to `files` (new contents get their chunk lists).
+pub(crate) fn commit_files(
+    tx: &Transaction<'_>,
+    db: &db::DbPath,
+    files: &HashMap<FileId, FileRec>,
+) -> Result<()> {
     let e = db.err();
     let mut bump_file = tx
         .prepare_cached("UPDATE files SET refs = refs + ?2 WHERE id = ?1")
@@ -530,7 +608,7 @@ fn commit_files(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()>
     let mut bump_chunk = tx
         .prepare_cached("UPDATE chunks SET refs = refs + 1 WHERE id = ?1")
         .map_err(&e)?;
-    for (id, f) in &p.files {
+    for (id, f) in files {
         if bump_file
             .execute(params![id.as_slice(), f.refs as i64])
             .map_err(&e)?

@@ -12,6 +12,7 @@ mod chunkwriter;
 mod content;
 pub mod db;
 pub mod decompress;
+pub mod docker;
 pub mod entry;
 pub mod error;
 mod gc;

@@ -297,22 +297,7 @@ impl Merger<'_, '_> {
     }
 
     fn insert_implicit(&mut self, li: usize, path: &str) {
-        let e = Entry {
-            path: path.to_string(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            file_id: None,
-            sparse: None,
-        };
+        let e = Entry::implied_dir(path);
         self.insert(li, e, true);
     }
 

@@ -1,0 +1,542 @@
+//! Squashing a layered image into one ACI: layers are applied base first with OCI semantics
+//! (whiteouts and opaque directories hide lower layers' entries, never the same layer's),
+//! hard links keep sharing content across layers, and the result is written as a
+//! deterministic tar — `manifest`, `rootfs`, then the merged entries in path order — whose
+//! SHA-512 is the image ID, so `rkt image export` rebuilds it byte for byte.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::ops::Bound;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use rusqlite::params;
+
+use super::layer::LayerEntry;
+use super::tarwrite::{self, Header};
+use crate::entry::{EntryKind, FileId};
+use crate::error::{Result, StoreError};
+use crate::import::ImportOutcome;
+use crate::{lock, Store};
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// One path of the merged rootfs.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub link: Option<String>,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub file_id: Option<FileId>,
+    /// Regular files sharing an inode (hard links) share this number.
+    pub inode: u64,
+}
+
+/// The merged rootfs: path (relative to `/`, `""` is `/`) to node, in path order, so a
+/// directory always comes before what it holds.
+#[derive(Default)]
+pub(crate) struct Merged {
+    pub nodes: BTreeMap<String, Node>,
+    next_inode: u64,
+}
+
+fn invalid(msg: String) -> StoreError {
+    StoreError::InvalidImage(msg)
+}
+
+fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+fn child_prefix(dir: &str) -> String {
+    if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    }
+}
+
+impl Merged {
+    fn remove_descendants(&mut self, dir: &str) {
+        let prefix = child_prefix(dir);
+        if prefix.is_empty() {
+            self.nodes.retain(|k, _| k.is_empty());
+            return;
+        }
+        let doomed: Vec<String> = self
+            .nodes
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.nodes.remove(&k);
+        }
+    }
+
+    fn remove_tree(&mut self, path: &str) {
+        self.nodes.remove(path);
+        self.remove_descendants(path);
+    }
+
+    fn new_inode(&mut self) -> u64 {
+        self.next_inode += 1;
+        self.next_inode
+    }
+
+    /// Make every ancestor of `path` a directory (a lower layer's symlink or file in the way is
+    /// replaced, a missing one is created), as extracting the layer over the lower ones would.
+    fn ensure_parents(&mut self, path: &str) {
+        let mut end = 0;
+        while let Some(i) = path[end..].find('/') {
+            let dir = &path[..end + i];
+            end += i + 1;
+            match self.nodes.get(dir) {
+                Some(n) if n.kind == EntryKind::Dir => {}
+                Some(_) => {
+                    self.nodes.remove(dir);
+                    self.insert_dir(dir);
+                }
+                None => self.insert_dir(dir),
+            }
+        }
+    }
+
+    fn insert_dir(&mut self, dir: &str) {
+        let inode = self.new_inode();
+        self.nodes.insert(
+            dir.to_string(),
+            Node {
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: 0,
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: Vec::new(),
+                file_id: None,
+                inode,
+            },
+        );
+    }
+
+    /// Apply one layer on top of what is merged so far.
+    pub(crate) fn apply(&mut self, digest: &str, entries: &[LayerEntry]) -> Result<()> {
+        // Whiteouts hide lower layers only: apply them all before the layer's own entries.
+        for e in entries {
+            let (dir, base) = split(&e.path);
+            if base == OPAQUE {
+                self.remove_descendants(dir);
+            } else if base.starts_with(".wh..wh.") {
+                // aufs metadata (.wh..wh.plnk, .wh..wh.aufs): not content.
+            } else if let Some(name) = base.strip_prefix(WHITEOUT) {
+                if name.is_empty() || name == "." || name == ".." {
+                    return Err(invalid(format!(
+                        "layer {digest}: whiteout /{} names no file",
+                        e.path
+                    )));
+                }
+                let target = format!("{}{name}", child_prefix(dir));
+                self.remove_tree(&target);
+            }
+        }
+        for e in entries {
+            let (_, base) = split(&e.path);
+            if base.starts_with(WHITEOUT) {
+                continue;
+            }
+            self.add(digest, e)?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, digest: &str, e: &LayerEntry) -> Result<()> {
+        if e.sparse.is_some() {
+            return Err(invalid(format!(
+                "layer {digest}: /{} is a sparse file, which layered images cannot hold yet",
+                e.path
+            )));
+        }
+        if !e.path.is_empty() {
+            self.ensure_parents(&e.path);
+        }
+        let mut node = Node {
+            kind: e.kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            mtime: e.mtime,
+            link: e.link.clone(),
+            dev_major: e.dev_major,
+            dev_minor: e.dev_minor,
+            xattrs: e.xattrs()?,
+            file_id: e.file_id()?,
+            inode: 0,
+        };
+        if e.kind == EntryKind::HardLink {
+            let target = e.link.as_deref().unwrap_or_default();
+            let t = match self.nodes.get(target) {
+                Some(t) if t.kind == EntryKind::File => t.clone(),
+                _ => {
+                    return Err(invalid(format!(
+                        "layer {digest}: hard link /{} points to /{target}, which is not a regular file of this or a lower layer",
+                        e.path
+                    )))
+                }
+            };
+            node = Node { link: None, ..t };
+        } else {
+            node.inode = self.new_inode();
+        }
+        let replaces_dir = self
+            .nodes
+            .get(&e.path)
+            .is_some_and(|old| old.kind == EntryKind::Dir);
+        if replaces_dir && node.kind != EntryKind::Dir {
+            self.remove_descendants(&e.path);
+        }
+        self.nodes.insert(e.path.clone(), node);
+        Ok(())
+    }
+}
+
+/// Write the squashed ACI: `manifest`, `rootfs`, then `rootfs/<path>` in path order; the first
+/// path of a hard-linked group carries the content, later ones link to it.
+fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Write) -> Result<()> {
+    let reader = crate::content::Reader::new(store);
+    let io = |e| StoreError::io("writing the squashed image", e);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    tarwrite::header(
+        &mut buf,
+        &Header {
+            path: "manifest",
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: manifest.len() as u64,
+            mtime: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &[],
+        },
+    );
+    buf.extend_from_slice(manifest);
+    tarwrite::pad(&mut buf, manifest.len() as u64);
+    let mut first_of_inode: std::collections::HashMap<u64, String> = Default::default();
+    let root = merged.nodes.get("");
+    for (path, node) in std::iter::once((&String::new(), root))
+        .map(|(p, n)| (p, n.cloned().unwrap_or_else(default_root)))
+        .chain(
+            merged
+                .nodes
+                .iter()
+                .filter(|(p, _)| !p.is_empty())
+                .map(|(p, n)| (p, n.clone())),
+        )
+    {
+        let archive_path = if path.is_empty() {
+            "rootfs".to_string()
+        } else {
+            format!("rootfs/{path}")
+        };
+        let mut kind = node.kind;
+        let mut link = node.link.clone();
+        let mut size = 0;
+        if kind == EntryKind::File {
+            match first_of_inode.get(&node.inode) {
+                Some(first) => {
+                    kind = EntryKind::HardLink;
+                    link = Some(first.clone());
+                }
+                None => {
+                    first_of_inode.insert(node.inode, archive_path.clone());
+                    size = node.size;
+                }
+            }
+        }
+        tarwrite::header(
+            &mut buf,
+            &Header {
+                path: &archive_path,
+                kind,
+                mode: node.mode,
+                uid: node.uid,
+                gid: node.gid,
+                size,
+                mtime: node.mtime,
+                link: link.as_deref(),
+                dev_major: node.dev_major,
+                dev_minor: node.dev_minor,
+                xattrs: &node.xattrs,
+            },
+        );
+        if kind == EntryKind::File {
+            out.write_all(&buf).map_err(io)?;
+            buf.clear();
+            let id = node.file_id.unwrap_or(*blake3::hash(b"").as_bytes());
+            reader.write_file(&id, Some(size), out)?;
+            tarwrite::pad(&mut buf, size);
+        }
+        if buf.len() >= 64 * 1024 {
+            out.write_all(&buf).map_err(io)?;
+            buf.clear();
+        }
+    }
+    tarwrite::end(&mut buf);
+    out.write_all(&buf).map_err(io)?;
+    out.flush().map_err(io)
+}
+
+fn default_root() -> Node {
+    Node {
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        link: None,
+        dev_major: 0,
+        dev_minor: 0,
+        xattrs: Vec::new(),
+        file_id: None,
+        inode: 0,
+    }
+}
+
+/// Sends written bytes to the importing thread.
+struct ChannelWriter {
+    tx: SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 256 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.buf);
+        self.tx
+            .send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "import stopped"))
+    }
+}
+
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.cur.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.cur = next;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.at);
+        out[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Store {
+    /// The merged rootfs of `layers` (base first), with whiteouts applied.
+    pub(crate) fn merge_layers(&self, layers: &[String]) -> Result<Merged> {
+        let mut merged = Merged::default();
+        for digest in layers {
+            let entries = self.layer_entries(digest)?;
+            merged.apply(digest, &entries)?;
+        }
+        Ok(merged)
+    }
+
+    /// Record a Docker/OCI image made of stored `layers` (blob digests, base first) with the
+    /// appc `manifest`: the image is the squashed ACI of its layers, exportable byte for byte,
+    /// and it remembers its layers so they stay in the store as long as it does.
+    pub fn import_layered_image(
+        &mut self,
+        manifest: &[u8],
+        layers: &[String],
+        source: &str,
+    ) -> Result<ImportOutcome> {
+        let _gc_guard = lock::shared(&self.gc_lock_path())?;
+        crate::schema::ImageManifest::parse(manifest)?;
+        let merged = self.merge_layers(layers)?;
+        let (tx, rx) = sync_channel::<Vec<u8>>(16);
+        let dir = self.dir.clone();
+        let manifest_bytes = manifest.to_vec();
+        let writer = std::thread::Builder::new()
+            .name("rkt-squash".into())
+            .spawn(move || -> Result<()> {
+                let store = Store::open(&dir)?;
+                let mut out = ChannelWriter {
+                    tx,
+                    buf: Vec::new(),
+                };
+                write_aci(&store, &manifest_bytes, &merged, &mut out)
+            })
+            .map_err(|e| StoreError::io("starting the squash thread", e))?;
+        let reader = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            at: 0,
+        };
+        let db = self.db.clone();
+        let link_layers = |tx: &rusqlite::Transaction<'_>, id: &str| -> Result<()> {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO image_layers(image_id, seq, digest) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(db.err())?;
+            for (seq, d) in layers.iter().enumerate() {
+                ins.execute(params![id, seq as i64, d]).map_err(db.err())?;
+            }
+            Ok(())
+        };
+        let imported = self.import_with(reader, source, &link_layers);
+        let written = writer
+            .join()
+            .map_err(|_| StoreError::Corrupt("the squash thread panicked".into()))?;
+        // The writer's own failure explains a truncated stream better than the importer.
+        written?;
+        imported
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le(path: &str, kind: EntryKind) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            file_id: None,
+            sparse: None,
+        }
+    }
+
+    fn paths(m: &Merged) -> Vec<&str> {
+        m.nodes.keys().map(|k| k.as_str()).collect()
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_layers_only() {
+        let mut m = Merged::default();
+        m.apply(
+            "l1",
+            &[
+                le("a", EntryKind::Dir),
+                le("a/x", EntryKind::File),
+                le("a/y", EntryKind::File),
+                le("b", EntryKind::File),
+            ],
+        )
+        .unwrap();
+        m.apply(
+            "l2",
+            &[
+                le("a/.wh.x", EntryKind::File),
+                le("b", EntryKind::File),
+                le(".wh.b", EntryKind::File),
+            ],
+        )
+        .unwrap();
+        assert_eq!(paths(&m), vec!["a", "a/y", "b"]);
+    }
+
+    #[test]
+    fn opaque_dirs_hide_lower_contents_and_keep_their_own() {
+        let mut m = Merged::default();
+        m.apply(
+            "l1",
+            &[
+                le("d", EntryKind::Dir),
+                le("d/old", EntryKind::File),
+                le("d/sub", EntryKind::Dir),
+                le("d/sub/f", EntryKind::File),
+                le("dx", EntryKind::File),
+            ],
+        )
+        .unwrap();
+        m.apply(
+            "l2",
+            &[
+                le("d", EntryKind::Dir),
+                le("d/.wh..wh..opq", EntryKind::File),
+                le("d/new", EntryKind::File),
+            ],
+        )
+        .unwrap();
+        assert_eq!(paths(&m), vec!["d", "d/new", "dx"]);
+    }
+
+    #[test]
+    fn hard_links_across_layers_share_an_inode() {
+        let mut m = Merged::default();
+        let mut f = le("bin/a", EntryKind::File);
+        f.file_id = Some(hex::encode([1u8; 32]));
+        f.size = 5;
+        m.apply("l1", &[le("bin", EntryKind::Dir), f]).unwrap();
+        let mut l = le("usr/b", EntryKind::HardLink);
+        l.link = Some("bin/a".into());
+        m.apply("l2", &[l]).unwrap();
+        assert_eq!(m.nodes["usr/b"].inode, m.nodes["bin/a"].inode);
+        assert_eq!(m.nodes["usr/b"].size, 5);
+        assert_eq!(m.nodes["usr"].kind, EntryKind::Dir);
+        let mut bad = le("c", EntryKind::HardLink);
+        bad.link = Some("missing".into());
+        assert!(m.apply("l3", &[bad]).is_err());
+    }
+
+    #[test]
+    fn a_file_replacing_a_directory_drops_its_contents() {
+        let mut m = Merged::default();
+        m.apply("l1", &[le("d", EntryKind::Dir), le("d/f", EntryKind::File)])
+            .unwrap();
+        m.apply("l2", &[le("d", EntryKind::Symlink)]).unwrap();
+        assert_eq!(paths(&m), vec!["d"]);
+        m.apply("l3", &[le("d/g", EntryKind::File)]).unwrap();
+        assert_eq!(m.nodes["d"].kind, EntryKind::Dir);
+    }
+}

@@ -1,0 +1,220 @@
+//! A small deterministic tar writer for the squashed ACI of a layered image: USTAR headers,
+//! with a PAX extended header only where a value does not fit (long paths and link targets,
+//! large ids or sizes, times before 1970, xattrs).
+
+use crate::entry::EntryKind;
+
+const BLOCK: usize = 512;
+
+/// One header to write.
+pub(crate) struct Header<'a> {
+    pub path: &'a str,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub link: Option<&'a str>,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub xattrs: &'a [(String, Vec<u8>)],
+}
+
+fn typeflag(kind: EntryKind) -> u8 {
+    match kind {
+        EntryKind::File => b'0',
+        EntryKind::HardLink => b'1',
+        EntryKind::Symlink => b'2',
+        EntryKind::CharDevice => b'3',
+        EntryKind::BlockDevice => b'4',
+        EntryKind::Dir => b'5',
+        EntryKind::Fifo => b'6',
+    }
+}
+
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(&text.as_bytes()[text.len() - digits..]);
+    field[digits] = 0;
+}
+
+fn fits(value: u64, digits: u32) -> bool {
+    value < 8u64.pow(digits)
+}
+
+/// Write one entry's header(s) to `out` (content and its padding are the caller's).
+pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
+    let mut pax = Vec::new();
+    let name = h.path.as_bytes();
+    if name.len() > 100 {
+        pax_record(&mut pax, "path", name);
+    }
+    let link = h.link.unwrap_or("").as_bytes();
+    if link.len() > 100 {
+        pax_record(&mut pax, "linkpath", link);
+    }
+    if !fits(h.uid.into(), 7) {
+        pax_record(&mut pax, "uid", h.uid.to_string().as_bytes());
+    }
+    if !fits(h.gid.into(), 7) {
+        pax_record(&mut pax, "gid", h.gid.to_string().as_bytes());
+    }
+    if !fits(h.size, 11) {
+        pax_record(&mut pax, "size", h.size.to_string().as_bytes());
+    }
+    let mtime = u64::try_from(h.mtime).ok().filter(|m| fits(*m, 11));
+    if mtime.is_none() {
+        pax_record(&mut pax, "mtime", h.mtime.to_string().as_bytes());
+    }
+    for (k, v) in h.xattrs {
+        pax_record(&mut pax, &format!("SCHILY.xattr.{k}"), v);
+    }
+    if !pax.is_empty() {
+        let pax_header = Header {
+            path: "PaxHeader",
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: pax.len() as u64,
+            mtime: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &[],
+        };
+        ustar(out, &pax_header, b'x');
+        out.extend_from_slice(&pax);
+        pad(out, pax.len() as u64);
+    }
+    let clipped = Header {
+        path: h.path,
+        uid: if fits(h.uid.into(), 7) { h.uid } else { 0 },
+        gid: if fits(h.gid.into(), 7) { h.gid } else { 0 },
+        size: if fits(h.size, 11) { h.size } else { 0 },
+        mtime: mtime.map(|m| m as i64).unwrap_or(0),
+        ..*h
+    };
+    ustar(out, &clipped, typeflag(h.kind));
+}
+
+/// Zero padding after `len` content bytes, up to the next block.
+pub(crate) fn pad(out: &mut Vec<u8>, len: u64) {
+    let rem = (len % BLOCK as u64) as usize;
+    if rem != 0 {
+        out.extend(std::iter::repeat_n(0u8, BLOCK - rem));
+    }
+}
+
+/// The end-of-archive marker.
+pub(crate) fn end(out: &mut Vec<u8>) {
+    out.extend(std::iter::repeat_n(0u8, 2 * BLOCK));
+}
+
+fn truncated(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
+}
+
+fn ustar(out: &mut Vec<u8>, h: &Header<'_>, flag: u8) {
+    let mut b = [0u8; BLOCK];
+    let name = truncated(h.path.as_bytes(), 100);
+    b[..name.len()].copy_from_slice(name);
+    octal(&mut b[100..108], u64::from(h.mode & 0o7777));
+    octal(&mut b[108..116], h.uid.into());
+    octal(&mut b[116..124], h.gid.into());
+    octal(&mut b[124..136], h.size);
+    octal(&mut b[136..148], h.mtime.max(0) as u64);
+    b[156] = flag;
+    let link = truncated(h.link.unwrap_or("").as_bytes(), 100);
+    b[157..157 + link.len()].copy_from_slice(link);
+    b[257..263].copy_from_slice(b"ustar\0");
+    b[263..265].copy_from_slice(b"00");
+    octal(&mut b[329..337], h.dev_major.into());
+    octal(&mut b[337..345], h.dev_minor.into());
+    b[148..156].copy_from_slice(b"        ");
+    let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+    let text = format!("{sum:06o}\0 ");
+    b[148..156].copy_from_slice(text.as_bytes());
+    out.extend_from_slice(&b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        let mut out = Vec::new();
+        pax_record(&mut out, "path", &[b'a'; 95]);
+        let text = String::from_utf8(out.clone()).unwrap();
+        let (len, _) = text.split_once(' ').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), out.len());
+    }
+
+    #[test]
+    fn headers_parse_back() {
+        let long = "d/".repeat(80) + "file";
+        let xattrs = vec![("user.x".to_string(), b"v".to_vec())];
+        let mut out = Vec::new();
+        header(
+            &mut out,
+            &Header {
+                path: &long,
+                kind: EntryKind::File,
+                mode: 0o4755,
+                uid: 5_000_000,
+                gid: 7,
+                size: 3,
+                mtime: -5,
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &xattrs,
+            },
+        );
+        out.extend_from_slice(b"abc");
+        pad(&mut out, 3);
+        end(&mut out);
+        struct Sink(Vec<crate::tarstream::TarEntry>);
+        impl crate::tarstream::TarSink for Sink {
+            fn skeleton(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+            fn entry(
+                &mut self,
+                e: &crate::tarstream::TarEntry,
+            ) -> Result<(), crate::tarstream::TarError> {
+                self.0.push(e.clone());
+                Ok(())
+            }
+            fn content(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+            fn end_entry(&mut self) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+        }
+        let mut sink = Sink(Vec::new());
+        crate::tarstream::parse(out.as_slice(), &mut sink).unwrap();
+        let e = &sink.0[0];
+        assert_eq!(e.path, long.as_bytes());
+        assert_eq!(
+            (e.uid, e.gid, e.size, e.mtime, e.mode & 0o7777),
+            (5_000_000, 7, 3, -5, 0o4755)
+        );
+        assert_eq!(e.xattrs, vec![(b"user.x".to_vec(), b"v".to_vec())]);
+    }
+}

@@ -1,0 +1,541 @@
+//! Docker and OCI images end to end: a real registry (Debian's docker-registry on 127.0.0.1),
+//! multi-layer images built with umoci from busybox-static (whiteouts, opaque directories,
+//! hard links across layers, config), pushed with skopeo, pulled by `rkt fetch docker://`,
+//! converted by `docker2aci`, and imported from `docker save`-style and OCI archives.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DOCKER2ACI: &str = env!("CARGO_BIN_EXE_docker2aci");
+
+/// A docker-registry on a free loopback port, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start docker-registry (package docker-registry)");
+        let reg = Registry {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("docker://127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn push(&self, layout: &Path, tag: &str, name: &str) {
+        run(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{tag}", layout.display()),
+            &format!("docker://127.0.0.1:{}/{name}", self.port),
+        ]));
+    }
+
+    /// Blob GETs the registry served for `digest`.
+    fn blob_gets(&self, digest: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| {
+                l.contains("GET /v2/")
+                    && l.contains(&format!("/blobs/{digest}"))
+                    && l.contains("\" 200 ")
+            })
+            .count()
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Build an OCI layout with tags `base` (busybox rootfs), `app` (base + a layer with a
+/// whiteout, an opaque directory and a hard link to a base file, plus a config) and `app2`
+/// (base + another layer).
+fn build_images(dir: &Path) -> PathBuf {
+    let oci = dir.join("oci");
+    let script = r#"
+OCI="$1"; W="$2"
+umoci init --layout "$OCI"
+umoci new --image "$OCI:base"
+umoci unpack --image "$OCI:base" "$W/bundle" >/dev/null
+R="$W/bundle/rootfs"
+mkdir -p "$R/bin" "$R/etc" "$R/data/keep" "$R/data/opq/sub" "$R/gone"
+cp /bin/busybox "$R/bin/busybox"
+ln -s busybox "$R/bin/sh"
+echo root:x:0:0:root:/root:/bin/sh > "$R/etc/passwd"
+echo a > "$R/data/keep/a"; echo old1 > "$R/data/opq/old1"; echo old2 > "$R/data/opq/sub/old2"
+echo gone > "$R/gone/file"; echo orig > "$R/bin/orig"
+umoci repack --image "$OCI:base" "$W/bundle" >/dev/null
+python3 - "$W" <<'PY'
+import io, sys, tarfile
+w = sys.argv[1]
+def add(t, name, data=None, kind=tarfile.REGTYPE, link=None, mode=0o644):
+    ti = tarfile.TarInfo(name); ti.type = kind; ti.mode = mode; ti.mtime = 1500000000
+    if link: ti.linkname = link
+    if data is not None: ti.size = len(data)
+    t.addfile(ti, io.BytesIO(data) if data is not None else None)
+with tarfile.open(w + "/l2.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, ".wh.gone", b"")
+    add(t, "data/opq", kind=tarfile.DIRTYPE, mode=0o755)
+    add(t, "data/opq/.wh..wh..opq", b"")
+    add(t, "data/opq/new", b"new\n")
+    add(t, "bin/link", kind=tarfile.LNKTYPE, link="bin/orig")
+    add(t, "data/keep/b", b"b\n")
+with tarfile.open(w + "/l3.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "etc/.wh.passwd", b"")
+    add(t, "srv", kind=tarfile.DIRTYPE, mode=0o755)
+    add(t, "srv/index.html", b"hello\n")
+PY
+umoci raw add-layer --image "$OCI:base" --tag app "$W/l2.tar"
+umoci config --image "$OCI:app" --config.entrypoint /bin/sh --config.entrypoint -c \
+  --config.cmd 'echo hi' --config.env FOO=bar --config.user 1000:1000 --config.workingdir /data \
+  --config.volume /var/cache/nginx --config.exposedports 80/tcp
+umoci raw add-layer --image "$OCI:base" --tag app2 "$W/l3.tar"
+"#;
+    run(Command::new("bash")
+        .arg("-euc")
+        .arg(script)
+        .arg("build")
+        .arg(&oci)
+        .arg(dir));
+    oci
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rkt-docker-")
+        .tempdir()
+        .unwrap()
+}
+
+fn fetch_docker(store: &Path, url: &str) -> (String, String) {
+    let o = rkt(
+        store,
+        &["--insecure-options=image,http", "fetch", "--full", url],
+    );
+    assert!(
+        o.status.success(),
+        "{}",
+        describe(&format!("fetch {url}"), &o)
+    );
+    let (out, err) = out_text(&o);
+    (out.trim().to_string(), err)
+}
+
+fn layer_digests(oci: &Path, tag: &str) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let hex = m["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_app_tree(rootfs: &Path) {
+    for p in [
+        "bin/busybox",
+        "bin/orig",
+        "bin/link",
+        "data/keep/a",
+        "data/keep/b",
+        "data/opq/new",
+        "etc/passwd",
+    ] {
+        assert!(
+            rootfs.join(p).exists(),
+            "{p} should be in the rendered rootfs"
+        );
+    }
+    for p in [
+        "gone",
+        "data/opq/old1",
+        "data/opq/sub",
+        "data/opq/.wh..wh..opq",
+        ".wh.gone",
+    ] {
+        assert!(!rootfs.join(p).exists(), "{p} should have been whited out");
+    }
+    let (a, b) = (
+        std::fs::metadata(rootfs.join("bin/orig")).unwrap(),
+        std::fs::metadata(rootfs.join("bin/link")).unwrap(),
+    );
+    assert_eq!(
+        a.ino(),
+        b.ino(),
+        "a hard link across layers should share its inode"
+    );
+    assert!(std::fs::symlink_metadata(rootfs.join("bin/sh"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn registry_pull_converts_applies_whiteouts_and_shares_layers() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    let reg = Registry::start(&t.path().join("registry"));
+    reg.push(&oci, "app", "test/app:v1");
+    reg.push(&oci, "app2", "test/app2:latest");
+    let store = t.path().join("store");
+
+    // Docker images are unsigned: refused without --insecure-options=image.
+    let err = rkt_fails(
+        &store,
+        &["--insecure-options=http", "fetch", &reg.url("test/app:v1")],
+    );
+    assert!(err.contains("--insecure-options=image"), "{err}");
+    // A plain-HTTP registry needs --insecure-options=http.
+    let err = rkt_fails(
+        &store,
+        &["--insecure-options=image", "fetch", &reg.url("test/app:v1")],
+    );
+    assert!(err.contains("--insecure-options=http"), "{err}");
+    assert!(list_ids(&store).is_empty());
+
+    let (id, err) = fetch_docker(&store, &reg.url("test/app:v1"));
+    assert!(is_full_id(&id), "{id}");
+    assert!(err.contains("2 layer(s) downloaded"), "{err}");
+
+    // The manifest, converted as docker2aci does.
+    let m: serde_json::Value =
+        serde_json::from_str(&rkt_ok(&store, &["image", "cat-manifest", &id])).unwrap();
+    let name = format!("127.0.0.1_{}/test/app", reg.port);
+    assert_eq!(m["name"], name.as_str());
+    assert_eq!(
+        m["labels"][0],
+        serde_json::json!({"name": "version", "value": "v1"})
+    );
+    assert_eq!(
+        m["app"]["exec"],
+        serde_json::json!(["/bin/sh", "-c", "echo hi"])
+    );
+    assert_eq!(m["app"]["user"], "1000");
+    assert_eq!(m["app"]["group"], "1000");
+    assert_eq!(m["app"]["workingDirectory"], "/data");
+    assert_eq!(
+        m["app"]["environment"],
+        serde_json::json!([{"name": "FOO", "value": "bar"}])
+    );
+    assert_eq!(
+        m["app"]["mountPoints"],
+        serde_json::json!([{"name": "volume-var-cache-nginx", "path": "/var/cache/nginx"}])
+    );
+    assert_eq!(
+        m["app"]["ports"],
+        serde_json::json!([{"name": "80-tcp", "protocol": "tcp", "port": 80}])
+    );
+
+    // Listed by its Docker name, and exported byte for byte.
+    let list = rkt_ok(&store, &["image", "list"]);
+    assert!(list.contains(&format!("{name}:v1")), "{list}");
+    let aci = export(&store, &id, t.path());
+    assert_eq!(sha512_id(&aci), id, "export must hash to the image ID");
+    let aci_path = t.path().join("app.aci");
+    std::fs::write(&aci_path, &aci).unwrap();
+    run(Command::new("actool").arg("validate").arg(&aci_path));
+
+    // Rendered with whiteouts, opaque dirs and cross-layer hard links applied.
+    let render = t.path().join("render");
+    rkt_ok(&store, &["image", "render", &id, render.to_str().unwrap()]);
+    assert_app_tree(&render.join("rootfs"));
+
+    // A second image with the same base downloads and stores nothing for the base.
+    let base = layer_digests(&oci, "app2")[0].clone();
+    assert_eq!(
+        reg.blob_gets(&base),
+        1,
+        "the base layer was downloaded once"
+    );
+    let (id2, err) = fetch_docker(&store, &reg.url("test/app2"));
+    assert!(
+        err.contains("1 layer(s) downloaded") && err.contains("1 already in the store"),
+        "{err}"
+    );
+    assert_eq!(
+        reg.blob_gets(&base),
+        1,
+        "the shared base layer must not be downloaded again"
+    );
+    let render2 = t.path().join("render2");
+    rkt_ok(
+        &store,
+        &["image", "render", &id2, render2.to_str().unwrap()],
+    );
+    assert!(render2.join("rootfs/srv/index.html").exists());
+    assert!(
+        !render2.join("rootfs/etc/passwd").exists(),
+        "whited-out file must be gone"
+    );
+    assert!(
+        render2.join("rootfs/gone/file").exists(),
+        "app2 does not delete /gone"
+    );
+
+    // Pulling again with the default policy uses the store; removing both images and
+    // collecting garbage leaves no layers behind.
+    let (again, _) = fetch_docker(&store, &reg.url("test/app:v1"));
+    assert_eq!(again, id);
+    rkt_ok(&store, &["image", "rm", &id, &id2]);
+    rkt_ok(&store, &["image", "gc", "--grace-period=0s"]);
+    let packs: u64 = std::fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(packs, 0, "gc should reclaim every layer's content");
+}
+
+#[test]
+fn docker2aci_writes_the_image_rkt_fetch_stores() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    let reg = Registry::start(&t.path().join("registry"));
+    reg.push(&oci, "app", "test/app:v1");
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .args([
+            "--insecure-allow-http",
+            "--output-dir",
+            out.to_str().unwrap(),
+            &reg.url("test/app:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe("docker2aci", &o));
+    let aci = out.join("test-app-v1.aci");
+    assert!(
+        aci.exists(),
+        "docker2aci should name the file test-app-v1.aci"
+    );
+    run(Command::new("actool").arg("validate").arg(&aci));
+    let store = t.path().join("store");
+    let (pulled, _) = fetch_docker(&store, &reg.url("test/app:v1"));
+    assert_eq!(
+        image_id(&aci),
+        pulled,
+        "docker2aci's ACI is the image rkt stores"
+    );
+    let store2 = t.path().join("store2");
+    assert_eq!(fetch(&store2, &aci), pulled);
+
+    // --compression=none writes the plain tar.
+    let o = Command::new(DOCKER2ACI)
+        .args([
+            "--compression=none",
+            "--output-dir",
+            out.to_str().unwrap(),
+            oci.to_str().unwrap(),
+            "--image",
+            "app",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe("docker2aci layout", &o));
+    let plain = std::fs::read(out.join("oci-app.aci")).unwrap();
+    assert_eq!(&plain[257..262], b"ustar");
+}
+
+#[test]
+fn archives_made_by_skopeo_import() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    let dockerfile = t.path().join("app.docker");
+    let ociarchive = t.path().join("app.oci.tar");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:app", oci.display()),
+        &format!("docker-archive:{}:test/app:v1", dockerfile.display()),
+    ]));
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:app", oci.display()),
+        &format!("oci-archive:{}:v1", ociarchive.display()),
+    ]));
+    let store = t.path().join("store");
+    for archive in [&dockerfile, &ociarchive] {
+        let id = fetch(&store, archive);
+        let render = t.path().join(format!(
+            "render-{}",
+            archive.file_name().unwrap().to_string_lossy()
+        ));
+        rkt_ok(&store, &["image", "render", &id, render.to_str().unwrap()]);
+        assert_app_tree(&render.join("rootfs"));
+        let m: serde_json::Value =
+            serde_json::from_str(&rkt_ok(&store, &["image", "cat-manifest", &id])).unwrap();
+        assert_eq!(
+            m["app"]["exec"],
+            serde_json::json!(["/bin/sh", "-c", "echo hi"])
+        );
+    }
+    let list = rkt_ok(&store, &["image", "list"]);
+    assert!(list.contains("test/app:v1"), "{list}");
+    // An OCI layout directory by path works too, and reuses every stored layer.
+    let o = rkt(
+        &store,
+        &["--insecure-options=image", "fetch", oci.to_str().unwrap()],
+    );
+    assert!(
+        !o.status.success(),
+        "a layout with several images needs a choice"
+    );
+    assert!(
+        out_text(&o).1.contains("several images") || out_text(&o).1.contains("choose"),
+        "{}",
+        describe("layout", &o)
+    );
+}
+
+/// docker2aci's fixtures in shared/ (beside the clone in CI, two levels up in a worktree).
+fn docker2aci_fixtures() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["../shared", "../../shared"]
+        .iter()
+        .map(|s| root.join(s).join("testdata/appc/docker2aci-fixtures"))
+        .find(|p| p.is_dir())
+        .expect("shared/testdata/appc/docker2aci-fixtures beside the repository")
+}
+
+#[test]
+fn hostile_docker_inputs_store_nothing() {
+    let t = tmp();
+    let store = t.path().join("store");
+    let fixtures = docker2aci_fixtures();
+    let started = Instant::now();
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image",
+            "fetch",
+            fixtures
+                .join("fixture-test-depsloop.docker")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(err.contains("loops"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image",
+            "fetch",
+            fixtures
+                .join("fixture-test-invalidlayerid.docker")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(err.contains("invalid"), "{err}");
+    for f in [
+        "fixture-test-depsloop.docker",
+        "fixture-test-invalidlayerid.docker",
+    ] {
+        let o = Command::new(DOCKER2ACI)
+            .current_dir(t.path())
+            .arg(fixtures.join(f))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", describe(f, &o));
+    }
+    assert!(!Path::new("/etc/.wh.x").exists());
+
+    // A registry blob whose bytes do not match its digest: refused, nothing stored.
+    let oci = build_images(t.path());
+    let reg = Registry::start(&t.path().join("registry"));
+    reg.push(&oci, "app", "test/app:v1");
+    let top = layer_digests(&oci, "app")[1].clone();
+    let blob = reg.blob_path(&top);
+    let mut data = std::fs::read(&blob).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    std::fs::write(&blob, &data).unwrap();
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            &reg.url("test/app:v1"),
+        ],
+    );
+    assert!(err.contains("digest") || err.contains("corrupt"), "{err}");
+    assert!(list_ids(&store).is_empty(), "nothing may be stored");
+    rkt_ok(&store, &["image", "gc", "--grace-period=0s"]);
+    let packs: u64 = std::fs::read_dir(store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(
+        packs, 0,
+        "the base layer of the failed pull must not stay in the store"
+    );
+}
