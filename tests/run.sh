@@ -39,13 +39,14 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount docker-registry skopeo umoci \
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot docker-registry skopeo umoci \
     gpg openssl go ip iptables iptables-save iptables-restore nsenter unshare timeout; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /usr/lib/cni/ptp ] && [ -x /usr/lib/cni/host-local ] \
     || die "CNI plugins missing from /usr/lib/cni (package containernetworking-plugins)"
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
+[ -c /dev/fuse ] || die "/dev/fuse missing: the lazy rootfs tests need FUSE (modprobe fuse)"
 file_out=$(head -c 4 /bin/busybox | od -An -c | tr -d ' ')
 [ "$file_out" = "177ELF" ] || die "/bin/busybox is not an ELF binary"
 

@@ -247,5 +247,13 @@ fn gc(global: &GlobalArgs, store: &mut Store, grace: std::time::Duration) -> Res
         report.packs_deleted,
         report.packs_compacted
     );
+    if report.objects.removed > 0 || report.objects.held > 0 {
+        eprintln!(
+            "rkt: object cache: {} object(s) removed, {} held by running pods, {} in use",
+            report.objects.removed,
+            report.objects.held,
+            output::size(report.objects.bytes_after)
+        );
+    }
     Ok(0)
 }

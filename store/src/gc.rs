@@ -26,6 +26,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Rendered trees removed (of removed images, or left half-written).
     pub trees_removed: u64,
+    /// What happened to the object cache (`objects/`).
+    pub objects: crate::objects::ObjectsReport,
     /// Docker/OCI layers that no image used any more.
     pub layers_removed: u64,
 }
@@ -78,6 +80,8 @@ impl Store {
         self.remove_orphans(report)?;
         let live: HashSet<String> = self.list_images()?.into_iter().map(|i| i.id).collect();
         report.trees_removed = self.remove_stale_trees(&live)?;
+        report.objects = self.sweep_objects()?;
+        report.bytes_freed += report.objects.bytes_freed;
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         Ok(())
     }

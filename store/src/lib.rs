@@ -2,7 +2,8 @@
 //! exact ACI import and export, rendering, verification and garbage collection.
 //!
 //! Layout under the store directory (`rkt --dir`, default `/var/lib/rkt`):
-//! `store.db` (SQLite, WAL), `packs/` (append-only zstd chunk packs), `locks/`, `tmp/`.
+//! `store.db` (SQLite, WAL), `packs/` (append-only zstd chunk packs), `locks/`, `tmp/`,
+//! `objects/` (whole files materialised for pods), `trees/` (rendered trees).
 //! See docs/store-format.md for the on-disk format.
 
 mod aci;
@@ -19,6 +20,7 @@ mod imageid;
 mod images;
 mod import;
 mod lock;
+pub mod objects;
 mod pack;
 mod recipe;
 mod remotes;
@@ -26,6 +28,8 @@ pub mod render;
 pub mod schema;
 pub mod tarstream;
 mod tree;
+mod treelinks;
+mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +41,9 @@ pub use error::{Result, StoreError};
 pub use gc::GcReport;
 pub use images::{ChunkRef, ImageInfo, ImageRef};
 pub use import::ImportOutcome;
+pub use objects::{ObjectHandle, ObjectsReport, StoreConfig};
 pub use remotes::Remote;
+pub use treelinks::LinkStats;
 
 use error::IoContext;
 

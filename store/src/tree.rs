@@ -14,10 +14,10 @@ use crate::Store;
 const MAX_DEPTH: usize = 64;
 
 /// One image of a flattened dependency list.
-struct Resolved {
-    id: String,
-    manifest: ImageManifest,
-    level: usize,
+pub(crate) struct Resolved {
+    pub(crate) id: String,
+    pub(crate) manifest: ImageManifest,
+    pub(crate) level: usize,
 }
 
 impl Store {
@@ -31,7 +31,7 @@ impl Store {
             .collect())
     }
 
-    fn resolve_dependencies(&self, id: &str) -> Result<Vec<Resolved>> {
+    pub(crate) fn resolve_dependencies(&self, id: &str) -> Result<Vec<Resolved>> {
         let mut list = vec![Resolved {
             id: id.to_string(),
             manifest: self.manifest(id)?,
@@ -165,6 +165,9 @@ impl Store {
         let trees = self.trees_dir();
         std::fs::create_dir_all(&trees)
             .map_err(|e| StoreError::io(format!("creating {}", trees.display()), e))?;
+        // Trees share inodes with objects/: only root may reach them, so none is written in place.
+        std::fs::set_permissions(&trees, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| StoreError::io(format!("restricting {}", trees.display()), e))?;
         let dir = self.tree_dir(id);
         let key = id.trim_start_matches("sha512-");
         let _lock =
@@ -181,6 +184,12 @@ impl Store {
             let _ = std::fs::remove_dir_all(&staged);
             return Err(e);
         }
+        let linked = self.link_tree_objects(&staged.join("rootfs"), &self.merged_entries(id)?);
+        tracing::debug!(
+            image = id,
+            ?linked,
+            "rendered tree linked into the object cache"
+        );
         std::fs::write(staged.join(RENDERED_MARKER), id)
             .map_err(|e| StoreError::io(format!("marking {} rendered", staged.display()), e))?;
         std::fs::rename(&staged, &dir)
