@@ -79,7 +79,7 @@ fn default_network_gives_an_address_and_a_route() {
         let aci = net_image(
             tmp.path(),
             "ipshow",
-            serde_json::json!({"exec": ["/bin/sh", "-c", "ip -4 addr; ip route; cat /etc/resolv.conf"],
+            serde_json::json!({"exec": ["/bin/sh", "-c", "ip -4 addr; ip route; cat /etc/resolv.conf 2>/dev/null; true"],
                 "user": "0", "group": "0"}),
         );
         let out = rkt_ok(
@@ -143,10 +143,15 @@ fn port_forwarding_list_status_stop_and_gc() {
             let mut tries = 0;
             while !page.contains("hello from the pod") && tries < 200 {
                 std::thread::sleep(std::time::Duration::from_millis(100));
-                page = capture("env -u http_proxy -u HTTP_PROXY busybox wget -q -T 2 -O - http://127.0.0.1:18080/index.html");
+                page = capture("env -u http_proxy -u HTTP_PROXY timeout 3 busybox wget -q -O - http://127.0.0.1:18080/index.html");
                 tries += 1;
             }
             if !page.contains("hello from the pod") {
+                let diag = capture(&format!(
+                    "for n in {}/pods/run/*/netns; do nsenter --net=$n busybox netstat -ltn; nsenter --net=$n ip -4 addr; done; iptables-save -t nat 2>&1; timeout 3 busybox wget -O - http://127.0.0.1:18080/index.html 2>&1",
+                    dir.display()
+                ));
+                eprintln!("{diag}");
                 let _ = child.kill();
                 let o = child.wait_with_output().unwrap();
                 panic!("no answer through --port: {}", describe("rkt run", &o));

@@ -29,7 +29,7 @@ pub(crate) fn main(ctx: &PodContext) -> ! {
 fn run(ctx: &PodContext) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl(PDEATHSIG)".into())?;
     if let Some(ns) = &ctx.opts.netns {
-        join_netns(ns)?;
+        join_netns(&ctx.dir.join(ns))?;
     }
     // The supervisor is outside this PID namespace (getppid() is 0 here); it checks that init
     // is alive after writing the pid file, and kills it if it dies itself (PDEATHSIG above).
