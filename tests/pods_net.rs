@@ -109,6 +109,20 @@ fn default_network_gives_an_address_and_a_route() {
         assert!(out.contains("127.0.0.1"), "{out}");
         assert!(!out.contains("eth0") && !out.contains("default"), "{out}");
         assert_nothing_left();
+
+        // prepare keeps the network flags for run-prepared.
+        let uuid = rkt_ok(
+            &dir,
+            &[
+                "--insecure-options=image",
+                "prepare",
+                "--net=default",
+                aci.to_str().unwrap(),
+            ],
+        );
+        let out = rkt_ok(&dir, &["run-prepared", uuid.trim()]);
+        assert!(out.contains("inet 172.16.28."), "{out}");
+        assert_nothing_left();
     });
 }
 
