@@ -22,4 +22,4 @@ mod signals;
 pub use error::{Result, RunnerError};
 pub use pods::{Pod, PodState, Pods};
 pub use prepare::{AppSpec, MountSpec, PodSpec};
-pub use run::{RunOptions, DEFAULT_STOP_GRACE};
+pub use run::{EtcFile, RunOptions, DEFAULT_STOP_GRACE};
