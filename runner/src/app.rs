@@ -60,14 +60,7 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     crate::pods::write_atomic(&dir.join("pid"), host_pid.to_string_lossy().as_bytes())?;
     let rootfs = dir.join("rootfs");
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .ctx(|| "making / a slave mount".into())?;
+    crate::mounts::make_root_slave()?;
     bind(&rootfs, &rootfs, true)?;
     let root = open_root(&rootfs)?;
     mount_api_filesystems(&root, ctx.opts.interactive)?;

@@ -34,14 +34,7 @@ fn run(ctx: &PodContext) -> Result<i32> {
     // The supervisor is outside this PID namespace (getppid() is 0 here); it checks that init
     // is alive after writing the pid file, and kills it if it dies itself (PDEATHSIG above).
     // Mounts made in the pod stay in the pod; the host's later mounts still propagate in.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .ctx(|| "making / a slave mount".into())?;
+    crate::mounts::make_root_slave()?;
     nix::unistd::sethostname(&ctx.hostname).ctx(|| format!("setting hostname {}", ctx.hostname))?;
     if !ctx.opts.interactive {
         null_stdin()?;
