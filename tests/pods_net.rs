@@ -191,3 +191,429 @@ fn port_forwarding_list_status_stop_and_gc() {
         }
     });
 }
+
+/// A busybox image with `wget` and `sed`, and an image annotation `test.example/k=image-value`.
+fn mds_image(tmp: &Path, app: serde_json::Value) -> PathBuf {
+    // busybox_aci puts its argument as the manifest's `app` value: append the annotations
+    // after it at the manifest's top level.
+    let app = format!(
+        r#"{app}, "annotations": [{{"name": "test.example/k", "value": "image-value"}}]"#
+    );
+    busybox_aci(tmp, "mds", &app, |r| {
+        for a in ["wget", "sed", "ip"] {
+            std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).unwrap();
+        }
+    })
+}
+
+/// What the pod script below prints between `NAME-begin` and `NAME-end` lines.
+fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let begin = format!("{name}-begin\n");
+    let start = out.find(&begin).map(|i| i + begin.len());
+    let end = out.find(&format!("\n{name}-end"));
+    match (start, end) {
+        (Some(s), Some(e)) if s <= e => &out[s..e],
+        _ => panic!("no {name} section in:\n{out}"),
+    }
+}
+
+const MDS_SCRIPT: &str = r#"
+u="$AC_METADATA_URL/acMetadata/v1"
+echo "url=$AC_METADATA_URL"
+uuid=$(wget -q -O - "$u/pod/uuid")
+echo "uuid=$uuid"
+echo manifest-begin; wget -q -O - "$u/pod/manifest"; echo; echo manifest-end
+echo "annotation=$(wget -q -O - "$u/apps/$AC_APP_NAME/annotations/test.example/k")"
+sig=$(wget -q -O - --post-data "content=hello" "$u/pod/hmac/sign")
+esig=$(echo "$sig" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+wget -q -O - --post-data "content=hello&uuid=$uuid&signature=$esig" "$u/pod/hmac/verify" && echo verify-ok
+wget -q -O - --post-data "content=other&uuid=$uuid&signature=$esig" "$u/pod/hmac/verify" 2>/dev/null || echo verify-refused
+wget -q -O - "${AC_METADATA_URL%/*}/not-the-token/acMetadata/v1/pod/uuid" 2>/dev/null || echo bad-token-refused
+true
+"#;
+
+#[test]
+fn private_network_pods_reach_their_metadata_service() {
+    sandboxed(
+        "private_network_pods_reach_their_metadata_service",
+        || {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("rkt");
+            let _cleanup = PodsCleanup(dir.clone());
+            let aci = mds_image(
+                tmp.path(),
+                serde_json::json!({"exec": ["/bin/sh", "-c", MDS_SCRIPT], "user": "0", "group": "0"}),
+            );
+            for net in ["--net=default", "--net=none", "--net=default-restricted"] {
+                let uuid_file = tmp.path().join("uuid");
+                let save = format!("--uuid-file-save={}", uuid_file.display());
+                let out = rkt_ok(
+                    &dir,
+                    &[
+                        "--insecure-options=image",
+                        "run",
+                        &save,
+                        net,
+                        aci.to_str().unwrap(),
+                    ],
+                );
+                let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+                assert!(out.contains("url=http://127.0.0.1:"), "{net}: {out}");
+                assert!(out.contains(&format!("uuid={}\n", uuid.trim())), "{net}: {out}");
+                let manifest = rkt_ok(&dir, &["cat-manifest", uuid.trim()]);
+                let served: serde_json::Value =
+                    serde_json::from_str(section(&out, "manifest")).unwrap();
+                let shown: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+                assert_eq!(served, shown, "{net}: served manifest");
+                assert!(out.contains("annotation=image-value\n"), "{net}: {out}");
+                assert!(out.contains("verify-ok\n"), "{net}: {out}");
+                assert!(out.contains("verify-refused\n"), "{net}: {out}");
+                assert!(out.contains("bad-token-refused\n"), "{net}: {out}");
+                assert_nothing_left();
+            }
+        },
+    );
+}
+
+#[test]
+fn the_metadata_service_of_a_private_pod_is_not_reachable_from_outside_it() {
+    sandboxed(
+        "the_metadata_service_of_a_private_pod_is_not_reachable_from_outside_it",
+        || {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("rkt");
+            let _cleanup = PodsCleanup(dir.clone());
+            let url_file = tmp.path().join("url");
+            let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
+            let aci = mds_image(
+                tmp.path(),
+                serde_json::json!({"exec": ["/bin/sh", "-c",
+                        "echo \"$AC_METADATA_URL\" > /out/url.tmp && mv /out/url.tmp /out/url && sleep 60"],
+                    "user": "0", "group": "0",
+                    "mountPoints": [{"name": "out", "path": "/out"}]}),
+            );
+            let uuid_file = tmp.path().join("uuid");
+            let save = format!("--uuid-file-save={}", uuid_file.display());
+            let mut child = spawn_rkt(
+                &dir,
+                &[
+                    "--insecure-options=image",
+                    "run",
+                    &save,
+                    &vol,
+                    "--net=default",
+                    aci.to_str().unwrap(),
+                ],
+            );
+            wait_for(60, "the pod's AC_METADATA_URL", || url_file.exists());
+            let url = std::fs::read_to_string(&url_file).unwrap();
+            let url = url.trim();
+            let port = url
+                .trim_start_matches("http://127.0.0.1:")
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string();
+            // From inside the pod's namespace it answers; from the host's 127.0.0.1 and the
+            // pod network's gateway it does not exist.
+            let netns = capture(&format!("ls -d {}/pods/run/*/netns", dir.display()));
+            let inside = capture(&format!(
+                "nsenter --net={} busybox wget -q -O - {url}/acMetadata/v1/pod/uuid",
+                netns.trim()
+            ));
+            let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+            assert_eq!(inside.trim(), uuid.trim());
+            for host in ["127.0.0.1", "172.16.28.1"] {
+                let o = Command::new("busybox")
+                    .args(["nc", "-w", "2", host, &port])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap();
+                assert!(
+                    !o.status.success(),
+                    "the metadata port {port} answers on the host's {host}"
+                );
+            }
+            rkt_ok(&dir, &["stop", uuid.trim()]);
+            let _ = child.wait();
+            assert_nothing_left();
+        },
+    );
+}
+
+/// Writes `<config>/net.d/NAME` for `rkt --local-config=<config>`.
+fn write_net(config: &Path, file: &str, json: &str) {
+    let d = config.join("net.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(file), json).unwrap();
+}
+
+/// An image whose app writes its IPv4 addresses to the volume `out` (`/out/addrs`), then
+/// sleeps until stopped.
+fn addrs_image(tmp: &Path) -> PathBuf {
+    net_image(
+        tmp,
+        "addrs",
+        serde_json::json!({"exec": ["/bin/sh", "-c",
+                "ip -4 -o addr > /out/addrs.tmp; mv /out/addrs.tmp /out/addrs; exec sleep 600"],
+            "user": "0", "group": "0",
+            "mountPoints": [{"name": "out", "path": "/out"}]}),
+    )
+}
+
+#[test]
+fn several_named_networks_with_cni_args() {
+    sandboxed("several_named_networks_with_cni_args", || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rkt");
+        let _cleanup = PodsCleanup(dir.clone());
+        let config = tmp.path().join("etc-rkt");
+        let out = tmp.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        write_net(
+            &config,
+            "10-alpha.conf",
+            r#"{"cniVersion":"0.4.0","name":"alpha","type":"ptp","ipMasq":false,
+                "ipam":{"type":"host-local","subnet":"10.77.1.0/24"}}"#,
+        );
+        write_net(
+            &config,
+            "20-beta.conf",
+            r#"{"cniVersion":"0.4.0","name":"beta","type":"bridge","bridge":"rkttestbr0",
+                "isGateway":true,"ipam":{"type":"host-local","subnet":"10.77.2.0/24"}}"#,
+        );
+        let aci = addrs_image(tmp.path());
+        let local = format!("--local-config={}", config.display());
+        let vol = format!("--volume=out,kind=host,source={}", out.display());
+        for kill9 in [false, true] {
+            let _ = std::fs::remove_file(out.join("addrs"));
+            let uuid_file = tmp.path().join(format!("uuid-{kill9}"));
+            let save = format!("--uuid-file-save={}", uuid_file.display());
+            let mut child = spawn_rkt(
+                &dir,
+                &[
+                    &local,
+                    "--insecure-options=image",
+                    "run",
+                    &save,
+                    &vol,
+                    "--net=alpha:IP=10.77.1.77,beta",
+                    aci.to_str().unwrap(),
+                ],
+            );
+            wait_for(60, "the pod's addresses", || out.join("addrs").exists());
+            let addrs = std::fs::read_to_string(out.join("addrs")).unwrap();
+            assert!(addrs.contains("eth0    inet 10.77.1.77/24"), "{addrs}");
+            assert!(addrs.contains("eth1    inet 10.77.2."), "{addrs}");
+            // As in rkt, default-restricted joins when neither default network was chosen.
+            assert!(addrs.contains("eth2    inet 172.31."), "{addrs}");
+            let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+            let list = rkt_ok(&dir, &[&local, "list", "--no-legend"]);
+            for want in [
+                "alpha:ip4=10.77.1.77",
+                "beta:ip4=10.77.2.",
+                "default-restricted:ip4=172.31.",
+            ] {
+                assert!(list.contains(want), "{want} not in {list}");
+            }
+            let status = rkt_ok(&dir, &[&local, "status", uuid.trim()]);
+            assert!(
+                status.contains("networks=alpha:ip4=10.77.1.77,beta:ip4=10.77.2."),
+                "{status}"
+            );
+            if kill9 {
+                let _ = child.kill();
+                let _ = child.wait();
+                rkt_ok(&dir, &[&local, "gc"]);
+            } else {
+                rkt_ok(&dir, &[&local, "stop", uuid.trim()]);
+                let _ = child.wait();
+            }
+            assert_nothing_left();
+        }
+    });
+}
+
+#[test]
+fn a_user_default_network_overrides_the_built_in() {
+    sandboxed("a_user_default_network_overrides_the_built_in", || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rkt");
+        let _cleanup = PodsCleanup(dir.clone());
+        let config = tmp.path().join("etc-rkt");
+        write_net(
+            &config,
+            "50-default.conf",
+            r#"{"cniVersion":"0.4.0","name":"default","type":"ptp","ipMasq":true,
+                "ipam":{"type":"host-local","subnet":"10.77.9.0/24","routes":[{"dst":"0.0.0.0/0"}]}}"#,
+        );
+        let aci = net_image(
+            tmp.path(),
+            "ipshow",
+            serde_json::json!({"exec": ["/bin/sh", "-c", "ip -4 -o addr; ip route"],
+                "user": "0", "group": "0"}),
+        );
+        let local = format!("--local-config={}", config.display());
+        for net in ["--net=default", "--private-net"] {
+            let out = rkt_ok(
+                &dir,
+                &[
+                    &local,
+                    "--insecure-options=image",
+                    "run",
+                    net,
+                    aci.to_str().unwrap(),
+                ],
+            );
+            assert!(out.contains("eth0    inet 10.77.9."), "{net}: {out}");
+            assert!(out.contains("default via 10.77.9.1"), "{net}: {out}");
+            assert!(!out.contains("172.16.28.") && !out.contains("172.31."), "{net}: {out}");
+            assert_nothing_left();
+        }
+        // Without the user's file, the built-in one again.
+        let out = rkt_ok(
+            &dir,
+            &[
+                "--insecure-options=image",
+                "run",
+                "--net=default",
+                aci.to_str().unwrap(),
+            ],
+        );
+        assert!(out.contains("eth0    inet 172.16.28."), "{out}");
+        assert_nothing_left();
+    });
+}
+
+#[test]
+fn a_port_forwarded_on_one_host_address_answers_there_only() {
+    sandboxed("a_port_forwarded_on_one_host_address_answers_there_only", || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rkt");
+        let _cleanup = PodsCleanup(dir.clone());
+        // Two addresses of this (sandboxed) host besides 127.0.0.1.
+        sh("ip addr add 10.99.0.1/32 dev lo && ip addr add 10.99.0.2/32 dev lo");
+        let aci = net_image(
+            tmp.path(),
+            "web",
+            serde_json::json!({"exec": ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+                "user": "0", "group": "0",
+                "ports": [{"name": "http", "protocol": "tcp", "port": 8080}]}),
+        );
+        let uuid_file = tmp.path().join("uuid");
+        let save = format!("--uuid-file-save={}", uuid_file.display());
+        let mut child = spawn_rkt(
+            &dir,
+            &[
+                "--insecure-options=image",
+                "run",
+                &save,
+                "--net=default",
+                "--port=http:10.99.0.1:18081",
+                aci.to_str().unwrap(),
+            ],
+        );
+        let get = |host: &str| {
+            capture(&format!(
+                "env -u http_proxy -u HTTP_PROXY timeout 3 busybox wget -q -O - http://{host}:18081/index.html"
+            ))
+        };
+        let mut tries = 0;
+        while !get("10.99.0.1").contains("hello from the pod") {
+            tries += 1;
+            if tries > 200 {
+                let _ = child.kill();
+                let o = child.wait_with_output().unwrap();
+                panic!("no answer on 10.99.0.1:18081: {}", describe("rkt run", &o));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for other in ["10.99.0.2", "127.0.0.1"] {
+            assert_eq!(get(other), "", "the port answers on {other} too");
+        }
+        let nat = capture("iptables-save -t nat");
+        assert!(nat.contains("-d 10.99.0.1/32"), "{nat}");
+        let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+        rkt_ok(&dir, &["stop", uuid.trim()]);
+        let _ = child.wait();
+        assert_nothing_left();
+    });
+}
+
+#[test]
+fn apps_without_etc_hosts_get_a_stub() {
+    sandboxed("apps_without_etc_hosts_get_a_stub", || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rkt");
+        let _cleanup = PodsCleanup(dir.clone());
+        // One echo, one write: the two apps of a pod print at the same time.
+        let show = |name: &str| {
+            serde_json::json!({"exec": ["/bin/sh", "-c",
+                    format!("h=$(cat /etc/hosts); echo \"{name}-begin\n$h\n{name}-end\"")],
+                "user": "0", "group": "0"})
+        };
+        let bare = net_image(tmp.path(), "bare", show("bare"));
+        let own = busybox_aci(tmp.path(), "own", &show("own").to_string(), |r| {
+            std::fs::write(r.join("etc/hosts"), "10.1.1.1 the-image-file\n").unwrap();
+        });
+        for net in ["--net=host", "--net=default", "--net=none"] {
+            let uuid_file = tmp.path().join("uuid");
+            let save = format!("--uuid-file-save={}", uuid_file.display());
+            let out = rkt_ok(
+                &dir,
+                &[
+                    "--insecure-options=image",
+                    "run",
+                    &save,
+                    net,
+                    bare.to_str().unwrap(),
+                    own.to_str().unwrap(),
+                ],
+            );
+            let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+            let stub = section(&out, "bare");
+            assert!(stub.contains("127.0.0.1 localhost"), "{net}: {stub}");
+            assert!(stub.contains("::1 localhost"), "{net}: {stub}");
+            assert!(
+                stub.lines()
+                    .any(|l| l == format!("127.0.1.1 rkt-{}", uuid.trim())),
+                "{net}: {stub}"
+            );
+            assert_eq!(
+                section(&out, "own"),
+                "10.1.1.1 the-image-file",
+                "{net}: the image's own file is kept"
+            );
+            assert_nothing_left();
+        }
+        // --hostname names the pod in the stub; --hosts-entry replaces both files.
+        let out = rkt_ok(
+            &dir,
+            &[
+                "--insecure-options=image",
+                "run",
+                "--hostname=web1",
+                bare.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            section(&out, "bare").lines().any(|l| l == "127.0.1.1 web1"),
+            "{out}"
+        );
+        let out = rkt_ok(
+            &dir,
+            &[
+                "--insecure-options=image",
+                "run",
+                "--hosts-entry=10.2.2.2=db",
+                bare.to_str().unwrap(),
+                own.to_str().unwrap(),
+            ],
+        );
+        for app in ["bare", "own"] {
+            let text = section(&out, app);
+            assert!(text.lines().any(|l| l == "10.2.2.2 db"), "{app}: {text}");
+            assert!(!text.contains("the-image-file"), "{app}: {text}");
+        }
+    });
+}

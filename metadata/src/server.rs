@@ -76,11 +76,25 @@ impl MetadataServer {
         bind: SocketAddr,
         keys: &HmacKeyStore,
     ) -> Result<BoundMetadataServer> {
+        let listener =
+            TcpListener::bind(bind).map_err(|source| MetadataError::Listen { addr: bind, source })?;
+        Self::bind_listener(meta, listener, keys)
+    }
+
+    /// [`bind`](MetadataServer::bind) on a socket the caller bound, e.g. on 127.0.0.1 inside
+    /// a private pod network's namespace (where only the pod can reach it). The URL names the
+    /// socket's address.
+    pub fn bind_listener(
+        meta: PodMetadata,
+        listener: TcpListener,
+        keys: &HmacKeyStore,
+    ) -> Result<BoundMetadataServer> {
         let pod = Pod::new(meta)?;
         let token = new_token()?;
-        let listen_err = |source| MetadataError::Listen { addr: bind, source };
-        let listener = TcpListener::bind(bind).map_err(listen_err)?;
-        let addr = listener.local_addr().map_err(listen_err)?;
+        let addr = listener.local_addr().map_err(|source| MetadataError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
         Ok(BoundMetadataServer {
             service: Service {
                 pod,

@@ -28,6 +28,7 @@ mod request;
 pub use config::{NetConfig, NetDef, SelectedNet, DEFAULT_PLUGIN_DIR};
 pub use dns::{hosts_fallback, DnsFlags, DnsInfo, FileSource, HostsFlags};
 pub use error::NetError;
+pub use netns::listen_in;
 pub use pod::PodNetwork;
 pub use portfwd::{resolve_ports, ImagePort, PortMapping, PortRequest};
 pub use record::{NetInfo, NET_INFO_FILE};

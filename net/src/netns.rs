@@ -1,11 +1,12 @@
 //! Named network namespaces: a new namespace kept alive by a bind mount on a file (as
 //! `ip netns add` does), with loopback up.
 
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 
 use crate::{NetError, Result};
 
@@ -52,6 +53,35 @@ pub(crate) fn create(path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(path);
     }
     made
+}
+
+/// A TCP socket listening on `addr` inside the network namespace at `netns` (e.g. the pod's
+/// own 127.0.0.1, which only the pod's processes can reach). The socket stays in that namespace
+/// whichever thread accepts on it; a short-lived thread enters the namespace, so the caller's
+/// threads never change namespace.
+pub fn listen_in(netns: &Path, addr: SocketAddr) -> Result<TcpListener> {
+    let ns = std::fs::File::open(netns)
+        .map_err(|e| NetError::io("cannot open the network namespace", netns, e))?;
+    let path = netns.to_path_buf();
+    std::thread::spawn(move || -> Result<TcpListener> {
+        setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::io("cannot enter the network namespace", &path, e.into()))?;
+        TcpListener::bind(addr).map_err(|e| {
+            NetError::io(
+                "cannot listen in the network namespace",
+                format!("{} on {addr}", path.display()),
+                e,
+            )
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(NetError::io(
+            "network namespace thread panicked for",
+            netns,
+            std::io::ErrorKind::Other.into(),
+        ))
+    })
 }
 
 /// Unmounts and removes a namespace made by [`create`]; a missing or unmounted file is fine.

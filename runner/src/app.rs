@@ -268,6 +268,9 @@ fn mount_etc_files(root: &OwnedFd, ctx: &PodContext, rapp: &RuntimeApp) -> Resul
         if f.yields_to_volume && rapp.mounts.iter().any(|m| m.path == path) {
             continue;
         }
+        if f.only_if_missing && exists_in_root(root, path)? {
+            continue;
+        }
         let source = ctx.dir.join(&f.source);
         let target = ensure_in_root(root, path, true)?;
         bind(&source, Path::new(&fd_path(&target)), false)?;
@@ -275,6 +278,16 @@ fn mount_etc_files(root: &OwnedFd, ctx: &PodContext, rapp: &RuntimeApp) -> Resul
         remount_ro(&fd_path(&mounted), false)?;
     }
     Ok(())
+}
+
+/// Whether `path` names something in the app's rootfs (a symlink counts if its target, resolved
+/// inside the rootfs, exists).
+fn exists_in_root(root: &OwnedFd, path: &str) -> Result<bool> {
+    match open_at(root, path, OFlag::O_PATH) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e).ctx(|| format!("looking for {path} in the app's rootfs")),
+    }
 }
 
 /// Make the rootfs `/`: pivot_root, then detach the old root (never a bare chroot).

@@ -44,6 +44,8 @@ pub struct EtcFile {
     pub source: std::path::PathBuf,
     /// An app volume mounted on `path` wins (rkt's order for files not asked for on the CLI).
     pub yields_to_volume: bool,
+    /// A fallback: bound only on apps whose rootfs (image or volume) has no file at `path`.
+    pub only_if_missing: bool,
 }
 
 impl Default for RunOptions {

@@ -1,6 +1,10 @@
 //! The pod's metadata service, served by its own `rkt run` (crate `rkt-metadata`): bound before
 //! the pod starts, so `AC_METADATA_URL` is known to the apps; threads started once the
-//! supervisor has forked the pod's init.
+//! supervisor has forked the pod's init. Host-network pods reach it on the host's 127.0.0.1,
+//! private-network pods on their own 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use rkt_metadata::{BoundMetadataServer, HmacKeyStore, Limits, MetadataServer, PodMetadata};
@@ -9,21 +13,41 @@ use rkt_store::Store;
 
 use crate::cli::GlobalArgs;
 
-/// Bind the metadata service of `pod` on an ephemeral loopback port (pods use the host's
-/// network) and put its URL in `opts`.
-pub fn bind(
-    global: &GlobalArgs,
-    store: &Store,
-    pod: &Pod,
-    opts: &mut RunOptions,
-) -> Result<BoundMetadataServer> {
+/// What the pod's metadata service serves, read from the store before the network is set up.
+pub struct Gathered {
+    meta: PodMetadata,
+    keys: HmacKeyStore,
+}
+
+/// Read the pod's manifests and the host's HMAC key.
+pub fn gather(global: &GlobalArgs, store: &Store, pod: &Pod) -> Result<Gathered> {
     let keys = HmacKeyStore::open(&global.dir).context("cannot open the metadata service's key")?;
     let manifest = pod.read_bytes(rkt_runner::pods::MANIFEST_FILE)?;
     let meta = PodMetadata::from_manifests(&pod.uuid, manifest, |id| store.manifest_bytes(id))
         .context("cannot gather the pod's metadata")?;
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let bound =
-        MetadataServer::bind(meta, loopback, &keys).context("cannot start the metadata service")?;
+    Ok(Gathered { meta, keys })
+}
+
+/// Bind the pod's metadata service on an ephemeral port of 127.0.0.1 and put its URL in
+/// `opts`: the host's loopback for host networking (`netns` None), else the loopback of the
+/// pod's own network namespace, which only the pod's processes can reach (see
+/// docs/metadata-service.md, "Binding").
+pub fn bind(
+    gathered: Gathered,
+    netns: Option<&Path>,
+    opts: &mut RunOptions,
+) -> Result<BoundMetadataServer> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let Gathered { meta, keys } = gathered;
+    let bound = match netns {
+        None => MetadataServer::bind(meta, loopback, &keys),
+        Some(ns) => {
+            let listener = rkt_net::listen_in(ns, loopback)
+                .context("cannot start the metadata service in the pod's network")?;
+            MetadataServer::bind_listener(meta, listener, &keys)
+        }
+    }
+    .context("cannot start the metadata service")?;
     opts.metadata_url = Some(bound.url());
     Ok(bound)
 }

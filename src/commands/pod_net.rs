@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rkt_net::{
-    DnsFlags, FileSource, HostsFlags, ImagePort, NetConfig, NetMode, NetRequest, PodNetwork,
+    DnsFlags, DnsInfo, FileSource, HostsFlags, ImagePort, NetConfig, NetMode, NetRequest, PodNetwork,
     PortRequest,
 };
 use rkt_runner::{EtcFile, Pod, RunOptions};
@@ -122,13 +122,26 @@ impl NetFlags {
 
 impl NetPlan {
     /// Set up the pod's network (the pod is locked, its directory final up to a rename) and
-    /// tell the runner to join it and bind the pod's resolv.conf/hosts. On error nothing of
-    /// the network is left.
-    pub fn setup(&self, pod: &Pod, opts: &mut RunOptions) -> Result<()> {
+    /// tell the runner to join it and bind the pod's resolv.conf/hosts. Returns the path of the
+    /// pod's network namespace as it is now (None: host networking). On error nothing of the
+    /// network is left.
+    pub fn setup(&self, pod: &Pod, opts: &mut RunOptions) -> Result<Option<PathBuf>> {
+        let net = self.setup_network(pod)?;
+        if let Err(e) = self.etc_files(pod, &net.dns(), opts) {
+            teardown(&pod.dir());
+            return Err(e);
+        }
+        if net.netns_path().is_some() {
+            opts.netns = Some(PathBuf::from(NETNS));
+        }
+        Ok(net.netns_path().map(Path::to_path_buf))
+    }
+
+    fn setup_network(&self, pod: &Pod) -> Result<PodNetwork> {
         let manifest = pod.manifest()?;
         let mappings = rkt_net::resolve_ports(&self.ports, &image_ports(&manifest))?;
         let dir = pod.dir();
-        let net = PodNetwork::setup(
+        PodNetwork::setup(
             &self.config,
             &pod.uuid,
             &dir.join(NETNS),
@@ -136,10 +149,13 @@ impl NetPlan {
             &mappings,
             &dir,
         )
-        .with_context(|| format!("cannot set up the network of pod {}", pod.uuid))?;
-        if net.netns_path().is_some() {
-            opts.netns = Some(PathBuf::from(NETNS));
-        }
+        .with_context(|| format!("cannot set up the network of pod {}", pod.uuid))
+    }
+
+    /// The pod's `/etc/resolv.conf` and `/etc/hosts`, by rkt's precedence. Without
+    /// `--hosts-entry`, apps whose image (or volume) has no `/etc/hosts` get a stub with the
+    /// localhost lines and the pod's host name.
+    fn etc_files(&self, pod: &Pod, cni_dns: &DnsInfo, opts: &mut RunOptions) -> Result<()> {
         let hostname = opts
             .hostname
             .clone()
@@ -148,7 +164,7 @@ impl NetPlan {
             (
                 "/etc/resolv.conf",
                 "resolv.conf",
-                self.dns.resolv_conf(&net.dns()),
+                self.dns.resolv_conf(cni_dns),
                 true,
             ),
             (
@@ -160,8 +176,15 @@ impl NetPlan {
         ];
         for (path, name, source, from_cni) in files {
             // Only resolv.conf from the CNI results yields to a volume; CLI flags win.
-            let yields = from_cni && self.dns == DnsFlags::default();
+            let mut yields = from_cni && self.dns == DnsFlags::default();
+            let mut only_if_missing = false;
             let source = match source {
+                FileSource::Image if name == "hosts" => {
+                    yields = true;
+                    only_if_missing = true;
+                    pod.write_text(name, &rkt_net::hosts_fallback(&hostname))?;
+                    PathBuf::from(name)
+                }
                 FileSource::Image => continue,
                 FileSource::HostFile(p) => p,
                 FileSource::Generated(text) => {
@@ -173,6 +196,7 @@ impl NetPlan {
                 path: path.into(),
                 source,
                 yields_to_volume: yields,
+                only_if_missing,
             });
         }
         Ok(())

@@ -70,12 +70,28 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         println!("{}", pod.uuid);
         return Ok(0);
     }
-    let bound = super::metadata::bind(global, &store, &pod, &mut opts);
+    let gathered = super::metadata::gather(global, &store, &pod);
     drop(store);
+    let gathered = discard_on_error(&pods, &mut pod, gathered)?;
+    let bound = network_and_metadata(&net, &pod, gathered, &mut opts);
     let bound = discard_on_error(&pods, &mut pod, bound)?;
-    let set_up = net.setup(&pod, &mut opts);
-    discard_on_error(&pods, &mut pod, set_up)?;
     run_networked(&mut pod, &opts, bound)
+}
+
+/// Set up the pod's network, then bind its metadata service where the pod can reach it; on
+/// error the network is released again.
+fn network_and_metadata(
+    net: &pod_net::NetPlan,
+    pod: &rkt_runner::Pod,
+    gathered: super::metadata::Gathered,
+    opts: &mut RunOptions,
+) -> Result<rkt_metadata::BoundMetadataServer> {
+    let netns = net.setup(pod, opts)?;
+    let bound = super::metadata::bind(gathered, netns.as_deref(), opts);
+    if bound.is_err() {
+        pod_net::teardown(&pod.dir());
+    }
+    bound
 }
 
 /// Run the pod, then release its network whatever the outcome (exit, stop, failed start).
@@ -113,9 +129,9 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
         ..RunOptions::default()
     };
     let store = open_store(global)?;
-    let bound = super::metadata::bind(global, &store, &pod, &mut opts)?;
+    let gathered = super::metadata::gather(global, &store, &pod)?;
     drop(store);
-    net.setup(&pod, &mut opts)?;
+    let bound = network_and_metadata(&net, &pod, gathered, &mut opts)?;
     run_networked(&mut pod, &opts, bound)
 }
 

@@ -1,0 +1,134 @@
+//! `rkt run --interactive`: the app gets `rkt run`'s stdin (a terminal under `script`, or a
+//! pipe), sees the terminal as its stdin and as `/dev/console`, and its exit status is
+//! `rkt run`'s. Without `--interactive` the app's stdin is `/dev/null`.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+/// Runs `rkt --dir DIR --insecure-options=image ARGS...` on a new pseudo-terminal (`script`
+/// from bsdutils), typing `input` into it.
+fn on_terminal(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut line = format!("exec '{RKT}' --dir '{}' --insecure-options=image", dir.display());
+    for a in args {
+        assert!(!a.contains('\''), "quote {a} for sh");
+        line.push_str(&format!(" '{a}'"));
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script (bsdutils)");
+    let mut stdin = child.stdin.take().expect("script's stdin");
+    stdin.write_all(input.as_bytes()).expect("type into script");
+    drop(stdin);
+    child.wait_with_output().expect("wait for script")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).replace('\r', "")
+}
+
+/// `sh -c SCRIPT` as the app of a busybox image (with `tty`).
+fn image(tmp: &Path, script: &str) -> std::path::PathBuf {
+    busybox_aci(tmp, "interactive", &sh_app(script), |r| {
+        std::os::unix::fs::symlink("busybox", r.join("bin/tty")).unwrap();
+    })
+}
+
+const SCRIPT: &str = r#"
+if test -t 0; then echo "stdin: terminal"; else echo "stdin: not a terminal"; fi
+echo "tty: $(tty)"
+test -c /dev/console && test -t 0 < /dev/console && echo "console: terminal"
+read line
+echo "got:[$line]"
+read code
+exit "$code"
+"#;
+
+#[test]
+fn interactive_app_reads_the_terminal_and_its_status_is_returned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = image(tmp.path(), SCRIPT);
+    let o = on_terminal(
+        &dir,
+        &["run", "--interactive", aci.to_str().unwrap()],
+        "hello pod\n7\n",
+    );
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(7), "{}", describe("rkt run -i", &o));
+    assert!(out.contains("stdin: terminal\n"), "{out}");
+    assert!(!out.contains("not a tty"), "{out}");
+    assert!(out.contains("console: terminal\n"), "{out}");
+    assert!(out.contains("got:[hello pod]\n"), "{out}");
+
+    // Another status, to be sure it is the app's.
+    let o = on_terminal(
+        &dir,
+        &["run", "--interactive", aci.to_str().unwrap()],
+        "x\n0\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe("rkt run -i", &o));
+    assert!(stdout(&o).contains("got:[x]\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn interactive_app_reads_a_pipe_and_others_read_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = image(tmp.path(), SCRIPT);
+    let run = |interactive: bool| {
+        let mut cmd = Command::new(RKT);
+        cmd.arg("--dir")
+            .arg(&dir)
+            .args(["--insecure-options=image", "run"]);
+        if interactive {
+            cmd.arg("--interactive");
+        }
+        let mut child = cmd
+            .arg(&aci)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The app may exit before reading everything: a broken pipe is fine.
+        let _ = stdin.write_all(b"piped line\n5\n");
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let o = run(true);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(5), "{}", describe("rkt run -i", &o));
+    assert!(out.contains("stdin: not a terminal\n"), "{out}");
+    assert!(out.contains("got:[piped line]\n"), "{out}");
+
+    // Without --interactive the app reads /dev/null: an empty line, then `exit ""` fails.
+    let o = run(false);
+    let out = stdout(&o);
+    assert!(out.contains("got:[]\n"), "{}", describe("rkt run", &o));
+    assert_ne!(o.status.code(), Some(5), "{}", describe("rkt run", &o));
+}
+
+#[test]
+fn interactive_needs_exactly_one_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = image(tmp.path(), "true");
+    let a = aci.to_str().unwrap();
+    let o = rkt_pod(&dir, &["run", "--interactive", a, a]);
+    assert_eq!(o.status.code(), Some(254), "{}", describe("two images", &o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--interactive"), "{err}");
+}
