@@ -13,7 +13,10 @@ use common::*;
 /// Runs `rkt --dir DIR --insecure-options=image ARGS...` on a new pseudo-terminal (`script`
 /// from bsdutils), typing `input` into it.
 fn on_terminal(dir: &Path, args: &[&str], input: &str) -> Output {
-    let mut line = format!("exec '{RKT}' --dir '{}' --insecure-options=image", dir.display());
+    let mut line = format!(
+        "exec '{RKT}' --dir '{}' --insecure-options=image",
+        dir.display()
+    );
     for a in args {
         assert!(!a.contains('\''), "quote {a} for sh");
         line.push_str(&format!(" '{a}'"));

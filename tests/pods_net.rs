@@ -196,9 +196,8 @@ fn port_forwarding_list_status_stop_and_gc() {
 fn mds_image(tmp: &Path, app: serde_json::Value) -> PathBuf {
     // busybox_aci puts its argument as the manifest's `app` value: append the annotations
     // after it at the manifest's top level.
-    let app = format!(
-        r#"{app}, "annotations": [{{"name": "test.example/k", "value": "image-value"}}]"#
-    );
+    let app =
+        format!(r#"{app}, "annotations": [{{"name": "test.example/k", "value": "image-value"}}]"#);
     busybox_aci(tmp, "mds", &app, |r| {
         for a in ["wget", "sed", "ip"] {
             std::os::unix::fs::symlink("busybox", r.join("bin").join(a)).unwrap();
@@ -234,45 +233,45 @@ true
 
 #[test]
 fn private_network_pods_reach_their_metadata_service() {
-    sandboxed(
-        "private_network_pods_reach_their_metadata_service",
-        || {
-            let tmp = tempfile::tempdir().unwrap();
-            let dir = tmp.path().join("rkt");
-            let _cleanup = PodsCleanup(dir.clone());
-            let aci = mds_image(
-                tmp.path(),
-                serde_json::json!({"exec": ["/bin/sh", "-c", MDS_SCRIPT], "user": "0", "group": "0"}),
+    sandboxed("private_network_pods_reach_their_metadata_service", || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rkt");
+        let _cleanup = PodsCleanup(dir.clone());
+        let aci = mds_image(
+            tmp.path(),
+            serde_json::json!({"exec": ["/bin/sh", "-c", MDS_SCRIPT], "user": "0", "group": "0"}),
+        );
+        for net in ["--net=default", "--net=none", "--net=default-restricted"] {
+            let uuid_file = tmp.path().join("uuid");
+            let save = format!("--uuid-file-save={}", uuid_file.display());
+            let out = rkt_ok(
+                &dir,
+                &[
+                    "--insecure-options=image",
+                    "run",
+                    &save,
+                    net,
+                    aci.to_str().unwrap(),
+                ],
             );
-            for net in ["--net=default", "--net=none", "--net=default-restricted"] {
-                let uuid_file = tmp.path().join("uuid");
-                let save = format!("--uuid-file-save={}", uuid_file.display());
-                let out = rkt_ok(
-                    &dir,
-                    &[
-                        "--insecure-options=image",
-                        "run",
-                        &save,
-                        net,
-                        aci.to_str().unwrap(),
-                    ],
-                );
-                let uuid = std::fs::read_to_string(&uuid_file).unwrap();
-                assert!(out.contains("url=http://127.0.0.1:"), "{net}: {out}");
-                assert!(out.contains(&format!("uuid={}\n", uuid.trim())), "{net}: {out}");
-                let manifest = rkt_ok(&dir, &["cat-manifest", uuid.trim()]);
-                let served: serde_json::Value =
-                    serde_json::from_str(section(&out, "manifest")).unwrap();
-                let shown: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-                assert_eq!(served, shown, "{net}: served manifest");
-                assert!(out.contains("annotation=image-value\n"), "{net}: {out}");
-                assert!(out.contains("verify-ok\n"), "{net}: {out}");
-                assert!(out.contains("verify-refused\n"), "{net}: {out}");
-                assert!(out.contains("bad-token-refused\n"), "{net}: {out}");
-                assert_nothing_left();
-            }
-        },
-    );
+            let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+            assert!(out.contains("url=http://127.0.0.1:"), "{net}: {out}");
+            assert!(
+                out.contains(&format!("uuid={}\n", uuid.trim())),
+                "{net}: {out}"
+            );
+            let manifest = rkt_ok(&dir, &["cat-manifest", uuid.trim()]);
+            let served: serde_json::Value =
+                serde_json::from_str(section(&out, "manifest")).unwrap();
+            let shown: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+            assert_eq!(served, shown, "{net}: served manifest");
+            assert!(out.contains("annotation=image-value\n"), "{net}: {out}");
+            assert!(out.contains("verify-ok\n"), "{net}: {out}");
+            assert!(out.contains("verify-refused\n"), "{net}: {out}");
+            assert!(out.contains("bad-token-refused\n"), "{net}: {out}");
+            assert_nothing_left();
+        }
+    });
 }
 
 #[test]
@@ -467,7 +466,10 @@ fn a_user_default_network_overrides_the_built_in() {
             );
             assert!(out.contains("eth0    inet 10.77.9."), "{net}: {out}");
             assert!(out.contains("default via 10.77.9.1"), "{net}: {out}");
-            assert!(!out.contains("172.16.28.") && !out.contains("172.31."), "{net}: {out}");
+            assert!(
+                !out.contains("172.16.28.") && !out.contains("172.31."),
+                "{net}: {out}"
+            );
             assert_nothing_left();
         }
         // Without the user's file, the built-in one again.
@@ -487,57 +489,60 @@ fn a_user_default_network_overrides_the_built_in() {
 
 #[test]
 fn a_port_forwarded_on_one_host_address_answers_there_only() {
-    sandboxed("a_port_forwarded_on_one_host_address_answers_there_only", || {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("rkt");
-        let _cleanup = PodsCleanup(dir.clone());
-        // Two addresses of this (sandboxed) host besides 127.0.0.1.
-        sh("ip addr add 10.99.0.1/32 dev lo && ip addr add 10.99.0.2/32 dev lo");
-        let aci = net_image(
-            tmp.path(),
-            "web",
-            serde_json::json!({"exec": ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+    sandboxed(
+        "a_port_forwarded_on_one_host_address_answers_there_only",
+        || {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("rkt");
+            let _cleanup = PodsCleanup(dir.clone());
+            // Two addresses of this (sandboxed) host besides 127.0.0.1.
+            sh("ip addr add 10.99.0.1/32 dev lo && ip addr add 10.99.0.2/32 dev lo");
+            let aci = net_image(
+                tmp.path(),
+                "web",
+                serde_json::json!({"exec": ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
                 "user": "0", "group": "0",
                 "ports": [{"name": "http", "protocol": "tcp", "port": 8080}]}),
-        );
-        let uuid_file = tmp.path().join("uuid");
-        let save = format!("--uuid-file-save={}", uuid_file.display());
-        let mut child = spawn_rkt(
-            &dir,
-            &[
-                "--insecure-options=image",
-                "run",
-                &save,
-                "--net=default",
-                "--port=http:10.99.0.1:18081",
-                aci.to_str().unwrap(),
-            ],
-        );
-        let get = |host: &str| {
-            capture(&format!(
+            );
+            let uuid_file = tmp.path().join("uuid");
+            let save = format!("--uuid-file-save={}", uuid_file.display());
+            let mut child = spawn_rkt(
+                &dir,
+                &[
+                    "--insecure-options=image",
+                    "run",
+                    &save,
+                    "--net=default",
+                    "--port=http:10.99.0.1:18081",
+                    aci.to_str().unwrap(),
+                ],
+            );
+            let get = |host: &str| {
+                capture(&format!(
                 "env -u http_proxy -u HTTP_PROXY timeout 3 busybox wget -q -O - http://{host}:18081/index.html"
             ))
-        };
-        let mut tries = 0;
-        while !get("10.99.0.1").contains("hello from the pod") {
-            tries += 1;
-            if tries > 200 {
-                let _ = child.kill();
-                let o = child.wait_with_output().unwrap();
-                panic!("no answer on 10.99.0.1:18081: {}", describe("rkt run", &o));
+            };
+            let mut tries = 0;
+            while !get("10.99.0.1").contains("hello from the pod") {
+                tries += 1;
+                if tries > 200 {
+                    let _ = child.kill();
+                    let o = child.wait_with_output().unwrap();
+                    panic!("no answer on 10.99.0.1:18081: {}", describe("rkt run", &o));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        for other in ["10.99.0.2", "127.0.0.1"] {
-            assert_eq!(get(other), "", "the port answers on {other} too");
-        }
-        let nat = capture("iptables-save -t nat");
-        assert!(nat.contains("-d 10.99.0.1/32"), "{nat}");
-        let uuid = std::fs::read_to_string(&uuid_file).unwrap();
-        rkt_ok(&dir, &["stop", uuid.trim()]);
-        let _ = child.wait();
-        assert_nothing_left();
-    });
+            for other in ["10.99.0.2", "127.0.0.1"] {
+                assert_eq!(get(other), "", "the port answers on {other} too");
+            }
+            let nat = capture("iptables-save -t nat");
+            assert!(nat.contains("-d 10.99.0.1/32"), "{nat}");
+            let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+            rkt_ok(&dir, &["stop", uuid.trim()]);
+            let _ = child.wait();
+            assert_nothing_left();
+        },
+    );
 }
 
 #[test]

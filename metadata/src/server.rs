@@ -76,8 +76,8 @@ impl MetadataServer {
         bind: SocketAddr,
         keys: &HmacKeyStore,
     ) -> Result<BoundMetadataServer> {
-        let listener =
-            TcpListener::bind(bind).map_err(|source| MetadataError::Listen { addr: bind, source })?;
+        let listener = TcpListener::bind(bind)
+            .map_err(|source| MetadataError::Listen { addr: bind, source })?;
         Self::bind_listener(meta, listener, keys)
     }
 
@@ -91,10 +91,12 @@ impl MetadataServer {
     ) -> Result<BoundMetadataServer> {
         let pod = Pod::new(meta)?;
         let token = new_token()?;
-        let addr = listener.local_addr().map_err(|source| MetadataError::Listen {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| MetadataError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         Ok(BoundMetadataServer {
             service: Service {
                 pod,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rkt_net::{
-    DnsFlags, DnsInfo, FileSource, HostsFlags, ImagePort, NetConfig, NetMode, NetRequest, PodNetwork,
-    PortRequest,
+    DnsFlags, DnsInfo, FileSource, HostsFlags, ImagePort, NetConfig, NetMode, NetRequest,
+    PodNetwork, PortRequest,
 };
 use rkt_runner::{EtcFile, Pod, RunOptions};
 use rkt_store::schema::PodManifest;
