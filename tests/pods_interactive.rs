@@ -13,6 +13,16 @@ use common::*;
 /// Runs `rkt --dir DIR --insecure-options=image ARGS...` on a new pseudo-terminal (`script`
 /// from bsdutils), typing `input` into it.
 fn on_terminal(dir: &Path, args: &[&str], input: &str) -> Output {
+    on_terminal_typing(dir, args, input, |_| {})
+}
+
+/// [`on_terminal`], then `more(&mut terminal input)` before the input ends.
+fn on_terminal_typing(
+    dir: &Path,
+    args: &[&str],
+    input: &str,
+    more: impl FnOnce(&mut std::process::ChildStdin),
+) -> Output {
     let mut line = format!(
         "exec '{RKT}' --dir '{}' --insecure-options=image",
         dir.display()
@@ -30,6 +40,7 @@ fn on_terminal(dir: &Path, args: &[&str], input: &str) -> Output {
         .expect("run script (bsdutils)");
     let mut stdin = child.stdin.take().expect("script's stdin");
     stdin.write_all(input.as_bytes()).expect("type into script");
+    more(&mut stdin);
     drop(stdin);
     child.wait_with_output().expect("wait for script")
 }
@@ -134,4 +145,28 @@ fn interactive_needs_exactly_one_image() {
     assert_eq!(o.status.code(), Some(254), "{}", describe("two images", &o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--interactive"), "{err}");
+}
+
+#[test]
+fn control_c_on_the_terminal_stops_the_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let started = tmp.path().join("started");
+    let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
+    let app = serde_json::json!({"exec": ["/bin/sh", "-c", "touch /out/started; sleep 60; echo not-interrupted"],
+        "user": "0", "group": "0", "mountPoints": [{"name": "out", "path": "/out"}]});
+    let aci = busybox_aci(tmp.path(), "sleeper", &app.to_string(), |_| {});
+    let o = on_terminal_typing(
+        &dir,
+        &["run", &vol, "--interactive", aci.to_str().unwrap()],
+        "",
+        |stdin| {
+            wait_for(60, "the app to start", || started.exists());
+            stdin.write_all(b"\x03").expect("type ^C");
+        },
+    );
+    assert!(!stdout(&o).contains("not-interrupted"), "{}", stdout(&o));
+    // The app died of SIGINT (the terminal's ^C reaches the foreground process group).
+    assert_eq!(o.status.code(), Some(130), "{}", describe("^C", &o));
 }
