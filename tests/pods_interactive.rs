@@ -167,6 +167,12 @@ fn control_c_on_the_terminal_stops_the_pod() {
         },
     );
     assert!(!stdout(&o).contains("not-interrupted"), "{}", stdout(&o));
-    // The app died of SIGINT (the terminal's ^C reaches the foreground process group).
-    assert_eq!(o.status.code(), Some(130), "{}", describe("^C", &o));
+    // The app died of the terminal's SIGINT (^C reaches the whole foreground process group)
+    // or of the SIGTERM with which rkt run, also interrupted, stops the pod: whichever came
+    // first.
+    assert!(
+        matches!(o.status.code(), Some(130) | Some(143)),
+        "{}",
+        describe("^C", &o)
+    );
 }
