@@ -132,3 +132,65 @@ fn loopback_up() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    /// Connects to `addr` from inside the namespace at `ns`.
+    fn connect_in(ns: &Path, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let ns = std::fs::File::open(ns)?;
+        std::thread::spawn(move || {
+            setns(&ns, CloneFlags::CLONE_NEWNET)?;
+            TcpStream::connect(addr)
+        })
+        .join()
+        .expect("connect thread")
+    }
+
+    /// Removes the namespace on every path, panics included.
+    struct Ns(std::path::PathBuf);
+
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = remove(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_socket_made_in_a_namespace_is_reachable_there_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        create(&tmp.path().join("ns")).unwrap();
+        let ns = Ns(tmp.path().join("ns"));
+        let listener = listen_in(&ns.0, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(
+            connect_in(&ns.0, addr).is_ok(),
+            "not reachable inside the namespace"
+        );
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "reachable from the caller's namespace"
+        );
+    }
+
+    #[test]
+    fn listening_in_something_that_is_not_a_namespace_fails_clearly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        let err = listen_in(&file, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot enter the network namespace") && text.contains("plain"),
+            "{text}"
+        );
+        let err = listen_in(
+            &tmp.path().join("missing"),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot open"), "{err}");
+    }
+}
