@@ -777,3 +777,21 @@ fn head_sent_a_byte_at_a_time() {
         assert_eq!((r.status, r.text().as_str()), (200, UUID_A));
     }
 }
+
+#[test]
+fn serves_on_a_socket_the_caller_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = HmacKeyStore::open(dir.path()).unwrap();
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bound = MetadataServer::bind_listener(metadata(UUID_A), listener, &keys).unwrap();
+    assert_eq!(bound.local_addr(), addr);
+    assert!(
+        bound.url().starts_with(&format!("http://{addr}/")),
+        "{}",
+        bound.url()
+    );
+    let server = bound.serve(Limits::default()).unwrap();
+    let r = get(&server, "/pod/uuid");
+    assert_eq!((r.status, r.text().as_str()), (200, UUID_A));
+}
