@@ -129,6 +129,8 @@ fn default_network_gives_an_address_and_a_route() {
 #[test]
 fn port_forwarding_list_status_stop_and_gc() {
     sandboxed("port_forwarding_list_status_stop_and_gc", || {
+        // An address of this (sandboxed) host besides 127.0.0.1.
+        sh("ip addr add 10.99.0.3/32 dev lo");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("rkt");
         let _cleanup = PodsCleanup(dir.clone());
@@ -178,6 +180,22 @@ fn port_forwarding_list_status_stop_and_gc() {
                 status.contains("networks=default:ip4=172.16.28."),
                 "{status}"
             );
+            // Also on another address of the host, and at the pod's own address.
+            let pod_ip = status
+                .split("networks=default:ip4=")
+                .nth(1)
+                .and_then(|rest| rest.split([',', '\n']).next())
+                .unwrap()
+                .to_string();
+            for url in [
+                "http://10.99.0.3:18080/index.html".to_string(),
+                format!("http://{pod_ip}:8080/index.html"),
+            ] {
+                let page = capture(&format!(
+                    "env -u http_proxy -u HTTP_PROXY timeout 3 busybox wget -q -O - {url}"
+                ));
+                assert!(page.contains("hello from the pod"), "{url}: {page:?}");
+            }
             if kill9 {
                 let _ = child.kill();
                 let _ = child.wait();
