@@ -259,20 +259,28 @@ fn private_network_pods_reach_their_metadata_service() {
             tmp.path(),
             serde_json::json!({"exec": ["/bin/sh", "-c", MDS_SCRIPT], "user": "0", "group": "0"}),
         );
-        for net in ["--net=default", "--net=none", "--net=default-restricted"] {
+        // The last round prepares the pod, then runs it with run-prepared.
+        let rounds = [
+            ("run", "--net=default"),
+            ("run", "--net=none"),
+            ("run", "--net=default-restricted"),
+            ("prepare", "--net=default"),
+        ];
+        for (command, net) in rounds {
             let uuid_file = tmp.path().join("uuid");
             let save = format!("--uuid-file-save={}", uuid_file.display());
-            let out = rkt_ok(
-                &dir,
-                &[
-                    "--insecure-options=image",
-                    "run",
-                    &save,
-                    net,
-                    aci.to_str().unwrap(),
-                ],
-            );
+            let args = [
+                "--insecure-options=image",
+                command,
+                &save,
+                net,
+                aci.to_str().unwrap(),
+            ];
+            let mut out = rkt_ok(&dir, &args);
             let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+            if command == "prepare" {
+                out = rkt_ok(&dir, &["run-prepared", uuid.trim()]);
+            }
             assert!(out.contains("url=http://127.0.0.1:"), "{net}: {out}");
             assert!(
                 out.contains(&format!("uuid={}\n", uuid.trim())),
