@@ -135,19 +135,6 @@ fn interactive_app_reads_a_pipe_and_others_read_nothing() {
 }
 
 #[test]
-fn interactive_needs_exactly_one_image() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
-    let aci = image(tmp.path(), "true");
-    let a = aci.to_str().unwrap();
-    let o = rkt_pod(&dir, &["run", "--interactive", a, a]);
-    assert_eq!(o.status.code(), Some(254), "{}", describe("two images", &o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--interactive"), "{err}");
-}
-
-#[test]
 fn control_c_on_the_terminal_stops_the_pod() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rkt");

@@ -648,3 +648,49 @@ fn apps_without_etc_hosts_get_a_stub() {
         }
     });
 }
+
+#[test]
+fn refused_network_flags_leave_nothing() {
+    sandboxed("refused_network_flags_leave_nothing", || {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rkt");
+        let _cleanup = PodsCleanup(dir.clone());
+        let aci = net_image(
+            tmp.path(),
+            "web",
+            serde_json::json!({"exec": ["/bin/true"], "user": "0", "group": "0",
+                "ports": [{"name": "http", "protocol": "tcp", "port": 8080},
+                          {"name": "admin", "protocol": "tcp", "port": 9090}]}),
+        );
+        let a = aci.to_str().unwrap();
+        for (args, wants) in [
+            (
+                vec!["--net=default", "--port=nosuch:18080"],
+                vec!["nosuch", "http", "admin"],
+            ),
+            (vec!["--net=none", "--port=http:18080"], vec!["--port"]),
+            (vec!["--net=nosuch"], vec!["nosuch"]),
+            (vec!["--net=default", "--dns=not-an-ip"], vec!["--dns"]),
+            (
+                vec!["--net=default", "--hosts-entry=1.2.3.4"],
+                vec!["--hosts-entry"],
+            ),
+        ] {
+            let mut all = vec!["--insecure-options=image", "run"];
+            all.extend(&args);
+            all.push(a);
+            let o = rkt(&dir, &all);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(254), "{}", describe("run", &o));
+            for want in wants {
+                assert!(err.contains(want), "{args:?}: {want} not in {err}");
+            }
+            assert_nothing_left();
+            let pods = capture(&format!(
+                "find {}/pods -mindepth 2 -maxdepth 2 2>/dev/null",
+                dir.display()
+            ));
+            assert!(pods.trim().is_empty(), "{args:?} left pods: {pods}");
+        }
+    });
+}
