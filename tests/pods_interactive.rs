@@ -1,5 +1,6 @@
-//! `rkt run --interactive`: the app gets `rkt run`'s stdin (a terminal under `script`, or a
-//! pipe), sees the terminal as its stdin and as `/dev/console`, and its exit status is
+//! `rkt run --interactive`: on a terminal (under `script`) the app gets a terminal of its own
+//! (stdin, stdout, stderr, `/dev/console` and controlling terminal: a shell has job control and
+//! ^C interrupts the app's job, not the pod), with a pipe it reads the pipe; its exit status is
 //! `rkt run`'s. Without `--interactive` the app's stdin is `/dev/null`.
 
 mod common;
@@ -154,12 +155,42 @@ fn control_c_on_the_terminal_stops_the_pod() {
         },
     );
     assert!(!stdout(&o).contains("not-interrupted"), "{}", stdout(&o));
-    // The app died of the terminal's SIGINT (^C reaches the whole foreground process group)
-    // or of the SIGTERM with which rkt run, also interrupted, stops the pod: whichever came
-    // first.
-    assert!(
-        matches!(o.status.code(), Some(130) | Some(143)),
-        "{}",
-        describe("^C", &o)
+    // The app's terminal is its own: ^C interrupts the app (SIGINT), not rkt run.
+    assert_eq!(o.status.code(), Some(130), "{}", describe("^C", &o));
+}
+
+#[test]
+fn an_interactive_shell_has_job_control() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let sleeping = tmp.path().join("sleeping");
+    let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
+    let app = serde_json::json!({"exec": ["/bin/sh", "-i"], "user": "0", "group": "0",
+        "mountPoints": [{"name": "out", "path": "/out"}]});
+    let aci = busybox_aci(tmp.path(), "shell", &app.to_string(), |_| {});
+    let o = on_terminal_typing(
+        &dir,
+        &["run", &vol, "--interactive", aci.to_str().unwrap()],
+        "touch /out/sleeping; sleep 60; echo sl\"\"ept\n",
+        |stdin| {
+            wait_for(60, "the shell to run sleep", || sleeping.exists());
+            // Give sleep a moment to be the terminal's foreground job.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            stdin.write_all(b"\x03").expect("type ^C");
+            stdin
+                .write_all(b"echo al\"\"ive $(tty)\nexit 4\n")
+                .expect("type");
+        },
     );
+    let out = stdout(&o);
+    assert!(
+        out.lines().any(|l| l == "alive /dev/console"),
+        "the shell did not survive ^C: {out}"
+    );
+    assert!(
+        !out.lines().any(|l| l == "slept"),
+        "^C did not interrupt sleep: {out}"
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", describe("sh -i", &o));
 }

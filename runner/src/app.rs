@@ -63,7 +63,7 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     crate::mounts::make_root_slave()?;
     bind(&rootfs, &rootfs, true)?;
     let root = open_root(&rootfs)?;
-    mount_api_filesystems(&root, ctx.opts.interactive)?;
+    mount_api_filesystems(&root, ctx)?;
     mount_volumes(&root, &ctx.dir, &ctx.manifest, rapp, app)?;
     mount_etc_files(&root, ctx, rapp)?;
     if rapp.read_only_root_fs {
@@ -73,16 +73,16 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     pivot(&rootfs)?;
     let id = identity(app, name, ctx)?;
     if let Some(h) = handler(app, "pre-start") {
-        let code = wait_child(spawn(h, &id)?, ctx)?;
+        let code = wait_child(spawn(h, &id, None)?, ctx)?;
         if code != 0 {
             return Err(RunnerError::Invalid(format!(
                 "pre-start handler exited with status {code}"
             )));
         }
     }
-    let code = wait_child(spawn(&app.exec, &id)?, ctx)?;
+    let code = wait_child(spawn(&app.exec, &id, ctx.console)?, ctx)?;
     if let Some(h) = handler(app, "post-stop") {
-        match spawn(h, &id).and_then(|p| wait_child(p, ctx)) {
+        match spawn(h, &id, None).and_then(|p| wait_child(p, ctx)) {
             Ok(0) => {}
             Ok(c) => eprintln!("rkt: app {name}: post-stop handler exited with status {c}"),
             Err(e) => eprintln!("rkt: app {name}: post-stop handler: {e}"),
@@ -135,7 +135,7 @@ fn mount_fs(
 }
 
 /// `/proc`, `/sys` (read-only) and `/dev` as the appc OS spec requires.
-fn mount_api_filesystems(root: &OwnedFd, interactive: bool) -> Result<()> {
+fn mount_api_filesystems(root: &OwnedFd, ctx: &PodContext) -> Result<()> {
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_fs(root, "/proc", "proc", safe, None)?;
     mount_fs(root, "/sys", "sysfs", safe | MsFlags::MS_RDONLY, None)?;
@@ -174,7 +174,7 @@ fn mount_api_filesystems(root: &OwnedFd, interactive: bool) -> Result<()> {
         )
         .ctx(|| format!("chmod /dev/{name}"))?;
     }
-    let console = console_source(interactive);
+    let console = console_source(ctx);
     let target = ensure_in_root(root, "/dev/console", true)?;
     bind(&console, Path::new(&fd_path(&target)), false)?;
     mount_fs(
@@ -204,14 +204,14 @@ fn mount_api_filesystems(root: &OwnedFd, interactive: bool) -> Result<()> {
     Ok(())
 }
 
-/// The terminal of `rkt run --interactive`, else /dev/null.
-fn console_source(interactive: bool) -> PathBuf {
-    if interactive && nix::unistd::isatty(0).unwrap_or(false) {
-        if let Ok(p) = std::fs::read_link("/proc/self/fd/0") {
-            return p;
-        }
-    }
-    PathBuf::from("/dev/null")
+/// The terminal of `rkt run --interactive` (the app's pseudo-terminal), else /dev/null.
+fn console_source(ctx: &PodContext) -> PathBuf {
+    let fd = match (ctx.opts.interactive, ctx.console) {
+        (true, Some(console)) => console.slave,
+        (true, None) if nix::unistd::isatty(0).unwrap_or(false) => 0,
+        _ => return PathBuf::from("/dev/null"),
+    };
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_else(|_| "/dev/null".into())
 }
 
 /// Bind every volume of the app at its target, resolved inside the rootfs.
@@ -345,7 +345,11 @@ fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
 }
 
 /// Start `exec` as the app's identity.
-fn spawn(exec: &[String], id: &Identity) -> Result<Pid> {
+fn spawn(
+    exec: &[String],
+    id: &Identity,
+    console: Option<crate::console::ConsoleFds>,
+) -> Result<Pid> {
     let program = find_program(exec, &id.path)?;
     let argv = exec
         .iter()
@@ -359,7 +363,7 @@ fn spawn(exec: &[String], id: &Identity) -> Result<Pid> {
     match signals::fork()? {
         Some(pid) => Ok(pid),
         None => {
-            let err = become_app(id, &prog, &argv);
+            let err = become_app(id, &prog, &argv, console);
             eprintln!("rkt: cannot run {program}: {err}");
             signals::exit_now(254)
         }
@@ -367,8 +371,16 @@ fn spawn(exec: &[String], id: &Identity) -> Result<Pid> {
 }
 
 /// In the forked child: drop to the app's credentials, enter its working dir, exec.
-fn become_app(id: &Identity, prog: &CString, argv: &[CString]) -> RunnerError {
+fn become_app(
+    id: &Identity,
+    prog: &CString,
+    argv: &[CString],
+    console: Option<crate::console::ConsoleFds>,
+) -> RunnerError {
     let r = (|| -> Result<()> {
+        if let Some(console) = console {
+            crate::console::attach(console, id.uid, id.gid)?;
+        }
         nix::unistd::setgroups(&id.groups).ctx(|| "setgroups".into())?;
         nix::unistd::setgid(id.gid).ctx(|| format!("setgid {}", id.gid))?;
         nix::unistd::setuid(id.uid).ctx(|| format!("setuid {}", id.uid))?;

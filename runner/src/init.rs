@@ -36,7 +36,13 @@ fn run(ctx: &PodContext) -> Result<i32> {
     // Mounts made in the pod stay in the pod; the host's later mounts still propagate in.
     crate::mounts::make_root_slave()?;
     nix::unistd::sethostname(&ctx.hostname).ctx(|| format!("setting hostname {}", ctx.hostname))?;
-    if !ctx.opts.interactive {
+    if let Some(console) = ctx.console {
+        // The supervisor's end: the pod never needs it.
+        let _ = nix::unistd::close(console.master);
+    }
+    // The app of `--interactive` reads rkt run's stdin (a pipe, say) or its own terminal
+    // (attached in the app's process); everything else reads /dev/null.
+    if !ctx.opts.interactive || ctx.console.is_some() {
         null_stdin()?;
     }
     let mut live: BTreeMap<Pid, String> = BTreeMap::new();

@@ -16,6 +16,7 @@ pub mod run;
 pub mod users;
 
 mod app;
+mod console;
 mod init;
 mod signals;
 

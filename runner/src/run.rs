@@ -8,7 +8,8 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 
-use crate::error::{Result, RunnerError};
+use crate::console::{Console, Relay};
+use crate::error::{Context, Result, RunnerError};
 use crate::pods::{self, write_atomic, Pod};
 use crate::signals;
 
@@ -69,6 +70,8 @@ pub(crate) struct PodContext {
     pub opts: RunOptions,
     pub hostname: String,
     pub supervisor: nix::unistd::Pid,
+    /// `--interactive` on a terminal: the app's pseudo-terminal.
+    pub console: Option<crate::console::ConsoleFds>,
 }
 
 /// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
@@ -99,6 +102,10 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         .and_then(|v| v["overlay"].as_bool())
         .unwrap_or(false);
     pod.move_to(pods::RUN)?;
+    let console = match opts.interactive {
+        true => Console::open_if_terminal()?,
+        false => None,
+    };
     let ctx = PodContext {
         dir: pod.dir(),
         hostname: opts
@@ -109,6 +116,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         overlay,
         opts: opts.clone(),
         supervisor: nix::unistd::getpid(),
+        console: console.as_ref().map(Console::fds),
     };
     pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
     pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
@@ -121,17 +129,39 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         crate::init::main(&ctx);
     };
     pod.write_text(pods::PID_FILE, &init.to_string())?;
+    let relay = console.and_then(|c| match c.relay() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("rkt: --interactive: {e}; stopping the pod");
+            let _ = kill(init, Signal::SIGKILL);
+            None
+        }
+    });
     started();
-    let status = supervise(init, opts.stop_grace)?;
+    let status = supervise(init, opts.stop_grace, relay.as_ref())?;
+    if let Some(r) = relay {
+        r.finish();
+    }
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
 }
 
-/// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period.
-fn supervise(init: nix::unistd::Pid, grace: Duration) -> Result<i32> {
+/// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period. With
+/// an interactive console, window size changes are passed on to the app's terminal.
+fn supervise(init: nix::unistd::Pid, grace: Duration, relay: Option<&Relay>) -> Result<i32> {
+    let mut set = signals::handled();
+    if relay.is_some() {
+        set.add(Signal::SIGWINCH);
+        set.thread_block().ctx(|| "blocking SIGWINCH".into())?;
+    }
     loop {
-        match signals::wait()? {
+        match set.wait().ctx(|| "waiting for signals".into())? {
+            Signal::SIGWINCH => {
+                if let Some(r) = relay {
+                    r.resize();
+                }
+            }
             Signal::SIGCHLD => loop {
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(st) if st.pid() == Some(init) => {
