@@ -24,8 +24,9 @@ fn on_terminal_typing(
     input: &str,
     more: impl FnOnce(&mut std::process::ChildStdin),
 ) -> Output {
+    // A terminal size of our choosing, which the app's terminal must have too.
     let mut line = format!(
-        "exec '{RKT}' --dir '{}' --insecure-options=image",
+        "stty rows 33 cols 99; exec '{RKT}' --dir '{}' --insecure-options=image",
         dir.display()
     );
     for a in args {
@@ -53,13 +54,16 @@ fn stdout(o: &Output) -> String {
 /// `sh -c SCRIPT` as the app of a busybox image (with `tty`).
 fn image(tmp: &Path, script: &str) -> std::path::PathBuf {
     busybox_aci(tmp, "interactive", &sh_app(script), |r| {
-        std::os::unix::fs::symlink("busybox", r.join("bin/tty")).unwrap();
+        for applet in ["tty", "stty"] {
+            std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
+        }
     })
 }
 
 const SCRIPT: &str = r#"
 if test -t 0; then echo "stdin: terminal"; else echo "stdin: not a terminal"; fi
 echo "tty: $(tty)"
+echo "size: $(stty size)"
 test -c /dev/console && test -t 0 < /dev/console && echo "console: terminal"
 read line
 echo "got:[$line]"
@@ -84,6 +88,8 @@ fn interactive_app_reads_the_terminal_and_its_status_is_returned() {
     assert!(!out.contains("not a tty"), "{out}");
     assert!(out.contains("console: terminal\n"), "{out}");
     assert!(out.contains("got:[hello pod]\n"), "{out}");
+    assert!(out.contains("tty: /dev/console\n"), "{out}");
+    assert!(out.contains("size: 33 99\n"), "{out}");
 
     // Another status, to be sure it is the app's.
     let o = on_terminal(
