@@ -200,3 +200,62 @@ fn an_interactive_shell_has_job_control() {
     );
     assert_eq!(o.status.code(), Some(4), "{}", describe("sh -i", &o));
 }
+
+/// The pid of the process running `rkt` below `script` (pid `script_pid`).
+fn rkt_below(script_pid: u32) -> Option<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{script_pid}/task/{script_pid}/children")).ok()?;
+    children.split_whitespace().find_map(|p| p.parse().ok())
+}
+
+#[test]
+fn window_size_changes_reach_the_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let ready = tmp.path().join("ready");
+    let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
+    // The app waits (up to 30 s) until its terminal is 44x55.
+    let script = r#"touch /out/ready; i=0
+        while [ "$(stty size)" != "44 55" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+        echo "size: $(stty size)""#;
+    let app = serde_json::json!({"exec": ["/bin/sh", "-c", script], "user": "0", "group": "0",
+        "mountPoints": [{"name": "out", "path": "/out"}]});
+    let aci = busybox_aci(tmp.path(), "winch", &app.to_string(), |r| {
+        std::os::unix::fs::symlink("busybox", r.join("bin/stty")).unwrap();
+    });
+    let line = format!(
+        "exec '{RKT}' --dir '{}' --insecure-options=image run '{vol}' --interactive '{}'",
+        dir.display(),
+        aci.display()
+    );
+    let child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script (bsdutils)");
+    wait_for(60, "the app to start", || ready.exists());
+    // Resize rkt run's terminal as a terminal emulator would: the kernel sends SIGWINCH.
+    let rkt = rkt_below(child.id()).expect("rkt below script");
+    let tty = std::fs::File::open(format!("/proc/{rkt}/fd/0")).expect("rkt run's terminal");
+    let size = libc::winsize {
+        ws_row: 44,
+        ws_col: 55,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSWINSZ reads a valid winsize; the descriptor is open.
+    let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    drop(tty);
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        stdout(&o).contains("size: 44 55\n"),
+        "{}",
+        describe("resize", &o)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", describe("resize", &o));
+}
