@@ -75,14 +75,14 @@ impl Console {
         let input = relay.master.clone();
         std::thread::Builder::new()
             .name("rkt-console-in".into())
-            .spawn(move || copy(&mut std::io::stdin().lock(), &mut FdFile(&input)))
+            .spawn(move || copy(&mut std::io::stdin(), &mut FdFile(&input)))
             .ctx(|| "starting the terminal relay".into())?;
         let output = relay.master.clone();
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("rkt-console-out".into())
             .spawn(move || {
-                copy(&mut FdFile(&output), &mut std::io::stdout().lock());
+                copy(&mut FdFile(&output), &mut std::io::stdout());
                 let _ = tx.send(());
             })
             .ctx(|| "starting the terminal relay".into())?;
