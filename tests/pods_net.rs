@@ -281,7 +281,8 @@ fn private_network_pods_reach_their_metadata_service() {
             if command == "prepare" {
                 out = rkt_ok(&dir, &["run-prepared", uuid.trim()]);
             }
-            assert!(out.contains("url=http://127.0.0.1:"), "{net}: {out}");
+            // rkt's port, on the pod's own loopback.
+            assert!(out.contains("url=http://127.0.0.1:18112/"), "{net}: {out}");
             assert!(
                 out.contains(&format!("uuid={}\n", uuid.trim())),
                 "{net}: {out}"

@@ -28,21 +28,23 @@ pub fn gather(global: &GlobalArgs, store: &Store, pod: &Pod) -> Result<Gathered>
     Ok(Gathered { meta, keys })
 }
 
-/// Bind the pod's metadata service on an ephemeral port of 127.0.0.1 and put its URL in
-/// `opts`: the host's loopback for host networking (`netns` None), else the loopback of the
-/// pod's own network namespace, which only the pod's processes can reach (see
-/// docs/metadata-service.md, "Binding").
+/// rkt's metadata service port; private-network pods find their service there.
+pub const MDS_PORT: u16 = 18112;
+
+/// Bind the pod's metadata service on 127.0.0.1 and put its URL in `opts`: an ephemeral port
+/// of the host's loopback for host networking (`netns` None, pods share it), else port 18112
+/// (rkt's) of the loopback of the pod's own network namespace, which only the pod's processes
+/// can reach (see docs/metadata-service.md, "Binding").
 pub fn bind(
     gathered: Gathered,
     netns: Option<&Path>,
     opts: &mut RunOptions,
 ) -> Result<BoundMetadataServer> {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let Gathered { meta, keys } = gathered;
     let bound = match netns {
-        None => MetadataServer::bind(meta, loopback, &keys),
+        None => MetadataServer::bind(meta, SocketAddr::from(([127, 0, 0, 1], 0)), &keys),
         Some(ns) => {
-            let listener = rkt_net::listen_in(ns, loopback)
+            let listener = rkt_net::listen_in(ns, SocketAddr::from(([127, 0, 0, 1], MDS_PORT)))
                 .context("cannot start the metadata service in the pod's network")?;
             MetadataServer::bind_listener(meta, listener, &keys)
         }
