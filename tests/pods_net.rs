@@ -55,6 +55,17 @@ fn capture(cmd: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// After `kill -9` of `rkt run`: wait until each running pod's init, and so every process of
+/// the pod, is gone. They hold the pod's lock, so until then `rkt gc` rightly sees a running pod.
+fn wait_for_pod_processes_to_die(dir: &Path) {
+    let pids = capture(&format!("cat {}/pods/run/*/pid 2>/dev/null", dir.display()));
+    for pid in pids.split_whitespace() {
+        wait_for(30, "the pod's init to die", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+    }
+}
+
 /// Nothing of any pod's network is left: veths, rkt/CNI nat rules, leases, namespaces.
 fn assert_nothing_left() {
     let links = capture("ip -o link show");
@@ -200,6 +211,7 @@ fn port_forwarding_list_status_stop_and_gc() {
                 let _ = child.kill();
                 let _ = child.wait();
                 assert!(capture("ip -o link").contains("veth"), "still set up");
+                wait_for_pod_processes_to_die(&dir);
                 rkt_ok(&dir, &["gc"]);
             } else {
                 rkt_ok(&dir, &["stop", &uuid]);
@@ -450,6 +462,7 @@ fn several_named_networks_with_cni_args() {
             if kill9 {
                 let _ = child.kill();
                 let _ = child.wait();
+                wait_for_pod_processes_to_die(&dir);
                 rkt_ok(&dir, &[&local, "gc"]);
             } else {
                 rkt_ok(&dir, &[&local, "stop", uuid.trim()]);
