@@ -30,6 +30,7 @@ PACKAGES=(
     gnupg          # gpg: real keys and signatures for the trust/fetch tests
     openssl        # a test CA and server certificates for the HTTPS tests
     iproute2       # ip: loopback up in the discovery tests' network namespace
+    bsdutils       # script: a pseudo-terminal for the trust prompt and rkt run --interactive tests
 )
 if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
     step "apt-get install ${PACKAGES[*]}"
@@ -40,7 +41,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
 fi
 
 for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot docker-registry skopeo umoci \
-    gpg openssl go ip iptables iptables-save iptables-restore nsenter unshare timeout; do
+    gpg openssl go ip iptables iptables-save iptables-restore nsenter unshare timeout script; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done
 [ -x /usr/lib/cni/ptp ] && [ -x /usr/lib/cni/host-local ] \
