@@ -58,8 +58,11 @@ fn capture(cmd: &str) -> String {
 /// After `kill -9` of `rkt run`: wait until each running pod's init, and so every process of
 /// the pod, is gone. They hold the pod's lock, so until then `rkt gc` rightly sees a running pod.
 fn wait_for_pod_processes_to_die(dir: &Path) {
-    let pids = capture(&format!("cat {}/pods/run/*/pid 2>/dev/null", dir.display()));
-    for pid in pids.split_whitespace() {
+    let pods = std::fs::read_dir(dir.join("pods/run")).unwrap();
+    // Each pid file holds one number, without a newline.
+    let pids = pods.filter_map(|p| std::fs::read_to_string(p.ok()?.path().join("pid")).ok());
+    for pid in pids {
+        let pid = pid.trim();
         wait_for(30, "the pod's init to die", || {
             !Path::new(&format!("/proc/{pid}")).exists()
         });
