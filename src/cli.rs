@@ -121,6 +121,9 @@ pub struct RunPreparedArgs {
     /// networking: only host networking is supported
     #[arg(long)]
     pub net: Option<String>,
+    /// change how the apps' root filesystems are assembled: lazy, rendered or copy
+    #[arg(long)]
+    pub rootfs: Option<String>,
     /// time apps get between SIGTERM and SIGKILL when the pod stops
     #[arg(long = "stop-timeout", default_value = "10s", value_parser = crate::duration::parse)]
     pub stop_timeout: std::time::Duration,

@@ -12,6 +12,7 @@ pub mod inroot;
 pub mod mounts;
 pub mod pods;
 pub mod prepare;
+pub mod rootfs;
 pub mod run;
 pub mod users;
 
@@ -22,4 +23,5 @@ mod signals;
 pub use error::{Result, RunnerError};
 pub use pods::{Pod, PodState, Pods};
 pub use prepare::{AppSpec, MountSpec, PodSpec};
+pub use rootfs::RootfsMode;
 pub use run::{RunOptions, DEFAULT_STOP_GRACE};

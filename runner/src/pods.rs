@@ -328,6 +328,14 @@ impl Pod {
         self.root.join(self.state_dir).join(&self.uuid)
     }
 
+    /// The data directory (`--dir`) the pod belongs to: the image store's directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Whether this process holds the pod's lock.
     pub fn is_locked_by_us(&self) -> bool {
         self.lock.is_some()
@@ -464,6 +472,11 @@ impl Pod {
     /// Unmount everything below the pod directory and remove it.
     fn destroy(&mut self) -> Result<()> {
         let dir = self.dir();
+        // Lazy trees of a pod whose supervisor was killed: abort their dead FUSE connections
+        // (so nothing blocks on them) and detach them with the overlays above them.
+        rkt_lazyfs::unmount_under(&dir).map_err(|e| {
+            RunnerError::Invalid(format!("unmounting below {}: {e}", dir.display()))
+        })?;
         crate::mounts::unmount_below(&dir)?;
         std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
         self.lock = None;

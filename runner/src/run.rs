@@ -48,6 +48,8 @@ pub(crate) struct PodContext {
     pub opts: RunOptions,
     pub hostname: String,
     pub supervisor: nix::unistd::Pid,
+    /// When the supervisor began starting the pod (for `--debug` phase timings).
+    pub started_at: std::time::Instant,
 }
 
 /// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
@@ -72,11 +74,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
             "--interactive needs a pod with exactly one app".into(),
         ));
     }
-    let overlay = pod
-        .read_text(pods::OPTIONS_FILE)
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["overlay"].as_bool())
-        .unwrap_or(false);
+    let mode = crate::prepare::recorded_mode(pod);
     pod.move_to(pods::RUN)?;
     let ctx = PodContext {
         dir: pod.dir(),
@@ -85,12 +83,18 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
             .clone()
             .unwrap_or_else(|| format!("rkt-{}", pod.uuid)),
         manifest,
-        overlay,
+        overlay: mode.uses_overlay(),
         opts: opts.clone(),
         supervisor: nix::unistd::getpid(),
+        started_at: std::time::Instant::now(),
     };
     pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
     pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
+    // The lazy trees are mounted here, in the supervisor's (host) mount namespace, so that the
+    // pod's mount namespace, a copy made by the clone below, has them; they stay until the
+    // pod's last process exited (the end of this function). The supervisor outlives the pod.
+    let lazy = lazy_rootfs(pod, &ctx, mode)?;
+    let t_init = std::time::Instant::now();
     signals::block()?;
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -100,11 +104,36 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         crate::init::main(&ctx);
     };
     pod.write_text(pods::PID_FILE, &init.to_string())?;
+    tracing::debug!(
+        elapsed_ms = t_init.elapsed().as_secs_f64() * 1000.0,
+        "pod init started"
+    );
     started();
     let status = supervise(init, opts.stop_grace)?;
+    drop(lazy);
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
+}
+
+/// Mount the lazy trees of a `--rootfs=lazy` pod (None for other modes).
+fn lazy_rootfs(
+    pod: &Pod,
+    ctx: &PodContext,
+    mode: crate::RootfsMode,
+) -> Result<Option<crate::rootfs::LazyMounts>> {
+    if mode != crate::RootfsMode::Lazy {
+        return Ok(None);
+    }
+    let span = tracing::debug_span!("pod.mount_rootfs", mode = mode.as_str());
+    let _enter = span.enter();
+    let t0 = std::time::Instant::now();
+    let mounts = crate::rootfs::LazyMounts::mount(&pod.data_dir(), &ctx.dir, &ctx.manifest)?;
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_secs_f64() * 1000.0,
+        "lazy root filesystems mounted"
+    );
+    Ok(Some(mounts))
 }
 
 /// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period.

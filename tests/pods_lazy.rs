@@ -1,0 +1,292 @@
+//! Pods on a lazy rootfs (`rkt run --rootfs=lazy`, issue #7): the image is served by the pod's
+//! supervisor as a FUSE tree under the app's overlayfs. A file read in the pod is the image's,
+//! writes go to the upper dir, a corrupt chunk is an I/O error in the pod (and a log line), two
+//! pods share one materialised object, and `rkt gc` after `kill -9` of the supervisor leaves no
+//! mount.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+
+use common::*;
+
+/// 3 MiB of seeded random bytes: the image's biggest file.
+fn blob() -> Vec<u8> {
+    Rng::new(7).bytes(3 << 20)
+}
+
+/// The image `example.com/lazy` (app `lazy`) running `script`, with /data/blob.
+fn lazy_image(tmp: &Path, script: &str) -> PathBuf {
+    let app = serde_json::json!({
+        "exec": ["/bin/sh", "-c", script], "user": "0", "group": "0",
+        "mountPoints": [{"name": "out", "path": "/out"}]
+    });
+    busybox_aci(tmp, "lazy", &app.to_string(), |r| {
+        write(&r.join("data/blob"), &blob());
+    })
+}
+
+fn run_lazy(dir: &Path, tmp: &Path, aci: &Path, tag: &str) -> (Output, String) {
+    let uuid_file = tmp.join(format!("uuid-{tag}"));
+    let save = format!("--uuid-file-save={}", uuid_file.display());
+    let o = rkt_pod(
+        dir,
+        &[
+            "run",
+            "--rootfs=lazy",
+            &save,
+            "--volume=out,kind=empty",
+            aci.to_str().unwrap(),
+        ],
+    );
+    let uuid = std::fs::read_to_string(&uuid_file).unwrap_or_default();
+    (o, uuid)
+}
+
+fn pod_dir(dir: &Path, uuid: &str) -> PathBuf {
+    dir.join("pods/run").join(uuid)
+}
+
+/// Regular files under DIR/objects (materialised objects), with their inode numbers.
+fn objects(dir: &Path) -> Vec<(PathBuf, u64)> {
+    files_under(&dir.join("objects"))
+        .into_keys()
+        .map(|rel| {
+            let p = dir.join("objects").join(rel);
+            let ino = std::fs::metadata(&p).unwrap().ino();
+            (p, ino)
+        })
+        .collect()
+}
+
+fn objects_with(dir: &Path, content: &[u8]) -> Vec<(PathBuf, u64)> {
+    objects(dir)
+        .into_iter()
+        .filter(|(p, _)| std::fs::read(p).unwrap() == content)
+        .collect()
+}
+
+#[test]
+fn lazy_pod_reads_the_image_and_writes_to_its_upper_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(
+        tmp.path(),
+        "cat /data/blob > /out/copy && grep -c 'fuse.rkt-lazy' /proc/self/mountinfo > /out/lazy; \
+         echo new > /data/written && echo appended >> /etc/passwd && cat /etc/passwd > /out/passwd",
+    );
+    let (o, uuid) = run_lazy(&dir, tmp.path(), &aci, "a");
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("rkt run --rootfs=lazy", &o)
+    );
+    let pod = pod_dir(&dir, &uuid);
+    let options = std::fs::read_to_string(pod.join("options.json")).unwrap();
+    assert!(options.contains(r#""rootfs":"lazy""#), "{options}");
+    // The app's rootfs was the lazy tree (seen from the pod's mount namespace).
+    let lazy = std::fs::read_to_string(pod.join("volumes/out/lazy")).unwrap();
+    assert_ne!(lazy.trim(), "0", "no fuse.rkt-lazy mount in the pod");
+    // Byte-identical read.
+    assert!(
+        std::fs::read(pod.join("volumes/out/copy")).unwrap() == blob(),
+        "/data/blob read in the pod differs from the image's"
+    );
+    // Writes (a new file, an appended image file) are in the upper dir only.
+    let upper = pod.join("apps/lazy/upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("data/written")).unwrap(),
+        "new\n"
+    );
+    let passwd = std::fs::read_to_string(upper.join("etc/passwd")).unwrap();
+    assert!(passwd.ends_with("appended\n"), "{passwd}");
+    assert_eq!(
+        std::fs::read_to_string(pod.join("volumes/out/passwd")).unwrap(),
+        passwd
+    );
+    // The store's objects are untouched: the blob's object is the image's bytes, and no object
+    // has the appended line.
+    assert_eq!(objects_with(&dir, &blob()).len(), 1, "{:?}", objects(&dir));
+    for (p, _) in objects(&dir) {
+        let data = std::fs::read(&p).unwrap();
+        assert!(
+            !data.windows(8).any(|w| w == b"appended"),
+            "{} was written through the pod",
+            p.display()
+        );
+    }
+    // No mount is left in the host's namespace once the pod exited.
+    assert_eq!(host_mounts_below(tmp.path()), Vec::<String>::new());
+    let v = rkt(&dir, &["image", "verify", "example.com/lazy"]);
+    assert!(v.status.success(), "{}", describe("image verify", &v));
+}
+
+#[test]
+fn a_corrupt_chunk_is_an_io_error_in_the_pod_and_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(
+        tmp.path(),
+        "cat /data/blob > /dev/null 2> /out/err; echo $? > /out/rc; cat /etc/passwd > /out/passwd",
+    );
+    fetch(&dir, &aci);
+    corrupt_biggest_pack(&dir, 4);
+    let (o, uuid) = run_lazy(&dir, tmp.path(), &aci, "a");
+    let pod = pod_dir(&dir, &uuid);
+    let rc = std::fs::read_to_string(pod.join("volumes/out/rc")).unwrap();
+    assert_ne!(rc.trim(), "0", "reading a corrupt file succeeded");
+    let err = std::fs::read_to_string(pod.join("volumes/out/err")).unwrap();
+    assert!(err.contains("I/O error"), "the app saw: {err:?}");
+    // Other files still work.
+    assert!(std::fs::read_to_string(pod.join("volumes/out/passwd"))
+        .unwrap()
+        .starts_with("root:"));
+    let (_, stderr) = out_text(&o);
+    assert!(
+        stderr.contains("/data/blob") && stderr.contains("ERROR"),
+        "no log line names the file: {stderr}"
+    );
+    assert!(
+        objects_with(&dir, &blob()).is_empty(),
+        "a corrupt object was kept"
+    );
+}
+
+#[test]
+fn two_pods_of_one_image_share_the_materialised_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(tmp.path(), "cat /data/blob > /out/copy");
+    let (o1, uuid1) = run_lazy(&dir, tmp.path(), &aci, "a");
+    assert!(o1.status.success(), "{}", describe("first pod", &o1));
+    let first = objects_with(&dir, &blob());
+    assert_eq!(first.len(), 1, "{:?}", objects(&dir));
+    let (o2, uuid2) = run_lazy(&dir, tmp.path(), &aci, "b");
+    assert!(o2.status.success(), "{}", describe("second pod", &o2));
+    assert_ne!(uuid1, uuid2);
+    for uuid in [&uuid1, &uuid2] {
+        assert!(std::fs::read(pod_dir(&dir, uuid).join("volumes/out/copy")).unwrap() == blob());
+    }
+    // The second pod was served from the same object: same path, same inode, no copy.
+    assert_eq!(objects_with(&dir, &blob()), first);
+}
+
+/// Kills a still-running supervisor on drop (test failure); PodsCleanup's gc runs after.
+struct Supervisor(Option<Child>);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn gc_after_kill_9_of_the_supervisor_leaves_no_mount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(
+        tmp.path(),
+        "cat /data/blob > /dev/null; touch /out/main; while true; do sleep 0.05; done",
+    );
+    let uuid_file = tmp.path().join("uuid");
+    let save = format!("--uuid-file-save={}", uuid_file.display());
+    let child = spawn_rkt(
+        &dir,
+        &[
+            "--insecure-options=image",
+            "run",
+            "--rootfs=lazy",
+            &save,
+            "--volume=out,kind=empty",
+            aci.to_str().unwrap(),
+        ],
+    );
+    let mut sup = Supervisor(Some(child));
+    wait_for(30, "the pod UUID", || uuid_file.exists());
+    let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+    let pod = pod_dir(&dir, &uuid);
+    wait_for(30, "the app to start", || {
+        pod.join("volumes/out/main").exists()
+    });
+    // The lazy tree is mounted in the host's namespace, by the supervisor.
+    let lazy_at = pod.join("apps/lazy/lazy");
+    assert!(
+        host_mounts_below(tmp.path()).contains(&lazy_at.to_str().unwrap().to_string()),
+        "{:?}",
+        host_mounts_below(tmp.path())
+    );
+    let init_pid = std::fs::read_to_string(pod.join("pid")).unwrap();
+    sup.0.as_mut().unwrap().kill().unwrap(); // SIGKILL: no cleanup code runs
+    let _ = sup.0.take().unwrap().wait();
+    wait_for(10, "the pod's init to die", || {
+        !Path::new(&format!("/proc/{}", init_pid.trim())).exists()
+    });
+    // The stale mount is still there until gc.
+    assert!(!host_mounts_below(tmp.path()).is_empty());
+    let gc = rkt(&dir, &["gc", "--grace-period=0s"]);
+    assert!(gc.status.success(), "{}", describe("gc", &gc));
+    assert_eq!(
+        host_mounts_below(tmp.path()),
+        Vec::<String>::new(),
+        "mounts left behind"
+    );
+    for d in ["run", "exited-garbage", "garbage"] {
+        assert!(
+            !dir.join("pods").join(d).join(&uuid).exists(),
+            "pod left in {d}"
+        );
+    }
+}
+
+#[test]
+fn rootfs_flag_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(tmp.path(), "true");
+    let a = aci.to_str().unwrap();
+    let e = rkt_fails(
+        &dir,
+        &["--insecure-options=image", "run", "--rootfs=fast", a],
+    );
+    assert!(e.contains("expected lazy, rendered or copy"), "{e}");
+    let e = rkt_fails(
+        &dir,
+        &[
+            "--insecure-options=image",
+            "run",
+            "--no-overlay",
+            "--rootfs=lazy",
+            a,
+        ],
+    );
+    assert!(e.contains("--no-overlay means --rootfs=copy"), "{e}");
+    // A pod prepared rendered can run lazy.
+    let uuid = rkt_ok(
+        &dir,
+        &[
+            "--insecure-options=image",
+            "prepare",
+            "--volume=out,kind=empty",
+            a,
+        ],
+    );
+    let uuid = uuid.trim();
+    let o = rkt(&dir, &["run-prepared", "--rootfs=lazy", uuid]);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("run-prepared --rootfs=lazy", &o)
+    );
+    let options = std::fs::read_to_string(pod_dir(&dir, uuid).join("options.json")).unwrap();
+    assert!(options.contains(r#""rootfs":"lazy""#), "{options}");
+}
