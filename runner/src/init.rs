@@ -113,6 +113,9 @@ fn null_stdin() -> Result<()> {
 fn mount_overlay(dir: &Path) -> Result<()> {
     let lower = std::fs::read_to_string(dir.join("lower"))
         .ctx(|| format!("reading {}", dir.join("lower").display()))?;
+    // A relative lower dir (the lazy tree) is inside the app's directory, which moves with the
+    // pod's state.
+    let lower = path_str(&dir.join(lower.trim()))?;
     let upper = dir.join("upper");
     let work = dir.join("work");
     let paths = [

@@ -423,7 +423,8 @@ fn app_rootfs(store: &mut Store, pod: &Pod, name: &str, id: &str, mode: RootfsMo
         RootfsMode::Lazy => {
             let at = lazy_mountpoint(&pod.dir(), name);
             std::fs::create_dir_all(&at).ctx(|| format!("creating {}", at.display()))?;
-            at
+            // Relative to the app's directory: the pod directory moves between states.
+            at.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(at)
         }
         RootfsMode::Copy => {
             std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
