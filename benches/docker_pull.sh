@@ -69,7 +69,7 @@ time_it() { # prints mean seconds of RUNS runs of "$@" (each after SETUP)
   local total=0 s e
   for _ in $(seq "$RUNS"); do
     eval "$SETUP"; sync
-    s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N)
+    s=$(date +%s.%N); "$@" >/dev/null 2>&1 || die "timed command failed: $*"; e=$(date +%s.%N)
     total=$(python3 -c "print($total + $e - $s)")
   done
   python3 -c "print(f'{$total / $RUNS:.3f}')"
@@ -77,7 +77,7 @@ time_it() { # prints mean seconds of RUNS runs of "$@" (each after SETUP)
 URL=docker://127.0.0.1:$PORT/bench/big:latest
 echo "==> timing"
 SETUP="rm -rf $W/store" T_RKT=$(time_it "$RKT" --dir "$W/store" --insecure-options=image,http fetch "$URL")
-SETUP="rm -rf $W/sk" T_SKOPEO=$(time_it skopeo copy --src-tls-verify=false "${URL#docker:}" "oci:$W/sk:latest")
+SETUP="rm -rf $W/sk" T_SKOPEO=$(time_it skopeo copy --src-tls-verify=false "$URL" "oci:$W/sk:latest")
 skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$PORT/bench/big:latest" "oci:$W/sk:latest"
 BIG_BLOBS=$(python3 - "$W/sk" <<'PY'
 import json, sys, os

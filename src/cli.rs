@@ -118,9 +118,28 @@ pub struct RunPreparedArgs {
     /// attach the terminal to the (single) app
     #[arg(long)]
     pub interactive: bool,
-    /// networking: only host networking is supported
+    /// pod networks: host (default), none, default, default-restricted, NAME[:K=V;...], all;
+    /// a bare --net means default (replaces the networks `prepare` was given)
+    #[arg(long, num_args = 0..=1, default_missing_value = "", require_equals = true)]
+    pub net: Vec<String>,
+    /// same as --net=default (old spelling)
+    #[arg(long = "private-net", hide = true)]
+    pub private_net: bool,
+    /// DNS servers for the pod: IPs, host or none
     #[arg(long)]
-    pub net: Option<String>,
+    pub dns: Vec<String>,
+    /// DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// DNS resolver options
+    #[arg(long = "dns-opt")]
+    pub dns_opt: Vec<String>,
+    /// DNS domain
+    #[arg(long = "dns-domain")]
+    pub dns_domain: Option<String>,
+    /// /etc/hosts entries IP=HOST[,IP=HOST], or host
+    #[arg(long = "hosts-entry")]
+    pub hosts_entry: Vec<String>,
     /// change how the apps' root filesystems are assembled: lazy, rendered or copy
     #[arg(long)]
     pub rootfs: Option<String>,
@@ -128,6 +147,22 @@ pub struct RunPreparedArgs {
     #[arg(long = "stop-timeout", default_value = "10s", value_parser = crate::duration::parse)]
     pub stop_timeout: std::time::Duration,
     pub uuid: String,
+}
+
+impl RunPreparedArgs {
+    /// The network flags given to run-prepared.
+    pub fn net_flags(&self) -> crate::commands::NetFlags {
+        crate::commands::NetFlags {
+            net: self.net.clone(),
+            private_net: self.private_net,
+            port: Vec::new(),
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_opt: self.dns_opt.clone(),
+            dns_domain: self.dns_domain.clone(),
+            hosts_entry: self.hosts_entry.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -539,3 +539,43 @@ fn hostile_docker_inputs_store_nothing() {
         "the base layer of the failed pull must not stay in the store"
     );
 }
+
+#[test]
+fn rkt_run_pulls_and_runs_docker_images() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    let reg = Registry::start(&t.path().join("registry"));
+    reg.push(&oci, "app", "test/app:v1");
+    let store = t.path().join("store");
+
+    // rkt run pulls what it lacks and runs the image's Entrypoint + Cmd as its User.
+    let o = rkt(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "run",
+            &reg.url("test/app:v1"),
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("run docker://", &o));
+    assert_eq!(out_text(&o).0.trim(), "hi");
+
+    // The converted image runs by its ID too, with the image's user and working directory.
+    let ids = list_ids(&store);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let short = &ids[0][..7 + 32];
+    let o = rkt(
+        &store,
+        &[
+            "run",
+            short,
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            "echo $(id -u) $(pwd)",
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("run sha512-", &o));
+    assert_eq!(out_text(&o).0.trim(), "1000 /data");
+}

@@ -14,7 +14,7 @@ use common::*;
 fn handlers_image(tmp: &Path) -> PathBuf {
     let app = serde_json::json!({
         "exec": ["/bin/sh", "-c",
-            "echo started > /out/main; trap 'echo got-term >> /out/main; exit 3' TERM; while true; do sleep 0.05; done"],
+            "trap 'echo got-term >> /out/main; exit 3' TERM; echo started > /out/main; while true; do sleep 0.05; done"],
         "user": "0", "group": "0",
         "eventHandlers": [
             {"name": "pre-start", "exec": ["/bin/sh", "-c", "echo pre > /out/pre"]},

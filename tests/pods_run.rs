@@ -435,7 +435,11 @@ fn refuses_bad_command_lines() {
             vec!["run", a, "--volume=x,kind=empty"],
             "before the first image",
         ),
-        (vec!["run", "--net=default", a], "--net=host"),
+        (
+            vec!["run", "--port=http:8080", a],
+            "needs a private pod network",
+        ),
+        (vec!["run", "--net=host,default", a], "--net"),
         (vec!["run", "--volume=x,kind=bogus", a], "volume"),
         (
             vec!["run", "--mount=volume=nope,target=/x", a],

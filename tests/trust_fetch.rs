@@ -94,6 +94,9 @@ impl Env {
     fn aci(&self, file: &str, name: &str, version: &str, key: &Key) -> PathBuf {
         let layout = self.root.join("layouts").join(file);
         common::build_small_layout(&layout, name, Some(version), file.as_bytes());
+        // busybox, so that the walk-through can run the image
+        std::fs::create_dir_all(layout.join("rootfs/bin")).unwrap();
+        std::fs::copy("/bin/busybox", layout.join("rootfs/bin/busybox")).unwrap();
         let out = self.root.join("aci").join(file);
         common::actool_build(&layout, &out, true);
         self.gpg.sign(
@@ -608,7 +611,26 @@ fn walkthrough_trust_and_fetch_by_name_with_discovery() {
             .is_file());
 
         let latest = ok(&["fetch", "example.com/nginx:latest"]);
+        // rkt run discovers, downloads and verifies an image it lacks, then runs it
+        let out = ok(&[
+            "run",
+            "example.com/nginx:v1.8.0",
+            "--exec",
+            "/bin/busybox",
+            "--",
+            "cat",
+            "/data",
+        ]);
+        assert_eq!(
+            out, "example.com_nginx-v1.8.0.aci",
+            "the pod ran the v1.8.0 image"
+        );
+        state.clear_log();
         let v18 = ok(&["fetch", "example.com/nginx:v1.8.0"]);
+        assert!(
+            state.log.lock().unwrap().is_empty(),
+            "rkt run stored v1.8.0, so fetch needs no download"
+        );
         assert_ne!(latest, v18);
         let list = ok(&["image", "list"]);
         assert!(list.contains("example.com/nginx"), "{list}");

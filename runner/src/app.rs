@@ -60,18 +60,12 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     crate::pods::write_atomic(&dir.join("pid"), host_pid.to_string_lossy().as_bytes())?;
     let rootfs = dir.join("rootfs");
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .ctx(|| "making / a slave mount".into())?;
+    crate::mounts::make_root_slave()?;
     bind(&rootfs, &rootfs, true)?;
     let root = open_root(&rootfs)?;
     mount_api_filesystems(&root, ctx.opts.interactive)?;
     mount_volumes(&root, &ctx.dir, &ctx.manifest, rapp, app)?;
+    mount_etc_files(&root, ctx, rapp)?;
     if rapp.read_only_root_fs {
         remount_ro(&fd_path(&open_root(&rootfs)?), false)?;
     }
@@ -268,6 +262,23 @@ fn mount_volumes(
                 .ctx(|| format!("reopening volume target {}", m.path))?;
             remount_ro(&fd_path(&mounted), false)?;
         }
+    }
+    Ok(())
+}
+
+/// Bind the pod's generated (or the host's) `/etc/resolv.conf` and `/etc/hosts` read-only on
+/// the app's; the file is created in the app's rootfs if the image has none.
+fn mount_etc_files(root: &OwnedFd, ctx: &PodContext, rapp: &RuntimeApp) -> Result<()> {
+    for f in &ctx.opts.etc_files {
+        let path = f.path.as_str();
+        if f.yields_to_volume && rapp.mounts.iter().any(|m| m.path == path) {
+            continue;
+        }
+        let source = ctx.dir.join(&f.source);
+        let target = ensure_in_root(root, path, true)?;
+        bind(&source, Path::new(&fd_path(&target)), false)?;
+        let mounted = open_at(root, path, OFlag::O_PATH).ctx(|| format!("reopening {path}"))?;
+        remount_ro(&fd_path(&mounted), false)?;
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ pub enum RunnerError {
     Store(#[from] rkt_store::StoreError),
     #[error("invalid pod: {0}")]
     Schema(#[from] rkt_store::schema::SchemaError),
+    #[error("pod network: {0}")]
+    Net(#[from] rkt_net::NetError),
     #[error("{0}")]
     Invalid(String),
     #[error("no pod matches {0:?}; `rkt list` shows the pods")]

@@ -28,17 +28,13 @@ pub(crate) fn main(ctx: &PodContext) -> ! {
 
 fn run(ctx: &PodContext) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl(PDEATHSIG)".into())?;
+    if let Some(ns) = &ctx.opts.netns {
+        join_netns(&ctx.dir.join(ns))?;
+    }
     // The supervisor is outside this PID namespace (getppid() is 0 here); it checks that init
     // is alive after writing the pid file, and kills it if it dies itself (PDEATHSIG above).
     // Mounts made in the pod stay in the pod; the host's later mounts still propagate in.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .ctx(|| "making / a slave mount".into())?;
+    crate::mounts::make_root_slave()?;
     nix::unistd::sethostname(&ctx.hostname).ctx(|| format!("setting hostname {}", ctx.hostname))?;
     if !ctx.opts.interactive {
         null_stdin()?;
@@ -85,6 +81,14 @@ fn run(ctx: &PodContext) -> Result<i32> {
         }
     }
     Ok(first_code)
+}
+
+/// Join the pod's network namespace (set up by the supervisor): every app shares it.
+fn join_netns(ns: &Path) -> Result<()> {
+    let f =
+        std::fs::File::open(ns).ctx(|| format!("opening network namespace {}", ns.display()))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .ctx(|| format!("joining network namespace {}", ns.display()))
 }
 
 /// Reap every exited child; return (pid, status) pairs.

@@ -24,4 +24,4 @@ pub use error::{Result, RunnerError};
 pub use pods::{Pod, PodState, Pods};
 pub use prepare::{AppSpec, MountSpec, PodSpec};
 pub use rootfs::RootfsMode;
-pub use run::{RunOptions, DEFAULT_STOP_GRACE};
+pub use run::{EtcFile, RunOptions, DEFAULT_STOP_GRACE};

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::mount::{umount2, MntFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Context, Result};
 
@@ -67,6 +67,19 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Make every mount of this mount namespace a slave: mounts made here stay here, while the
+/// host's later mounts still propagate in.
+pub(crate) fn make_root_slave() -> Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "making / a slave mount".into())
 }
 
 #[cfg(test)]

@@ -264,6 +264,11 @@ impl Pods {
             if pod.try_lock(FlockArg::LockExclusiveNonblock)? {
                 pod.move_to(EXITED_GARBAGE)?;
                 report.marked.push(pod.uuid.clone());
+                // Its supervisor died without releasing the network (kill -9): release it now,
+                // not when the grace period ends.
+                if let Err(e) = rkt_net::PodNetwork::teardown_from_dir(&pod.dir()) {
+                    report.failed.push((pod.uuid.clone(), e.to_string()));
+                }
             }
         }
         for mut pod in self.in_dir(PREPARE)? {
@@ -477,6 +482,8 @@ impl Pod {
         rkt_lazyfs::unmount_under(&dir).map_err(|e| {
             RunnerError::Invalid(format!("unmounting below {}: {e}", dir.display()))
         })?;
+        // A teardown error keeps the directory (and its network record) for the next try.
+        rkt_net::PodNetwork::teardown_from_dir(&dir)?;
         crate::mounts::unmount_below(&dir)?;
         std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
         self.lock = None;

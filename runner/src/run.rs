@@ -27,6 +27,23 @@ pub struct RunOptions {
     /// `AC_METADATA_URL` for the apps and their event handlers: the URL of the pod's metadata
     /// service (crate `rkt-metadata`, bound by the caller before the pod starts).
     pub metadata_url: Option<String>,
+    /// The pod's network namespace (`PodNetwork::netns_path`); the pod's init joins it. None:
+    /// the host's network.
+    pub netns: Option<std::path::PathBuf>,
+    /// Files bind-mounted read-only on a path of every app (`/etc/resolv.conf`, `/etc/hosts`):
+    /// (path in the app, source). A relative source is inside the pod directory.
+    pub etc_files: Vec<EtcFile>,
+}
+
+/// A file bind-mounted read-only on a path of every app.
+#[derive(Debug, Clone)]
+pub struct EtcFile {
+    /// Path in the app, e.g. `/etc/resolv.conf`.
+    pub path: String,
+    /// The file; relative = inside the pod directory.
+    pub source: std::path::PathBuf,
+    /// An app volume mounted on `path` wins (rkt's order for files not asked for on the CLI).
+    pub yields_to_volume: bool,
 }
 
 impl Default for RunOptions {
@@ -36,6 +53,8 @@ impl Default for RunOptions {
             interactive: false,
             stop_grace: DEFAULT_STOP_GRACE,
             metadata_url: None,
+            netns: None,
+            etc_files: Vec::new(),
         }
     }
 }

@@ -4,6 +4,8 @@ mod fetch;
 mod image;
 mod metadata;
 mod pod_list;
+mod pod_net;
+pub use pod_net::NetFlags;
 mod pod_ops;
 mod run;
 mod run_args;

@@ -39,7 +39,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<u8> {
             json.push(serde_json::json!({
                 "name": pod.uuid,
                 "state": state.as_str(),
-                "networks": [],
+                "networks": super::pod_net::json_field(&pod),
                 "app_names": apps.iter().map(|a| a.0.clone()).collect::<Vec<_>>(),
                 "created_at": created.map(|n| n / 1_000_000_000),
                 "started_at": started.map(|n| n / 1_000_000_000),
@@ -64,7 +64,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<u8> {
             state.to_string(),
             when(created),
             when(started),
-            String::new(),
+            super::pod_net::list_field(&pod),
         ]);
         for (app, image) in apps.iter().skip(1) {
             rows.push(vec![
@@ -115,7 +115,7 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<u8> {
         println!("started={t}");
     }
     if state == PodState::Running {
-        println!("networks=");
+        println!("networks={}", super::pod_net::list_field(&pod));
     }
     if let Some(pid) = pod.pid() {
         println!("pid={pid}");

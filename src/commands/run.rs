@@ -8,6 +8,7 @@ use rkt_runner::pods::PREPARED;
 use rkt_runner::{AppSpec, MountSpec, PodSpec, PodState, RootfsMode, RunOptions};
 use rkt_store::schema::{AcName, Volume};
 
+use super::pod_net::{self, NetFlags};
 use super::run_args::{self, AppArgs, PodFlags};
 use super::{fetch, open_store, pods, require_root};
 use crate::cli::{GlobalArgs, RunPreparedArgs};
@@ -21,12 +22,12 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         run_args::ALL_POD
     };
     let parsed = run_args::parse(raw, allowed)?;
-    check_net(parsed.pod.net.as_deref())?;
+    let net = parsed.pod.net.check(global)?;
     let mut opts = RunOptions {
         hostname: parsed.pod.hostname.clone(),
         interactive: parsed.pod.interactive,
         stop_grace: stop_grace(parsed.pod.stop_timeout.as_deref())?,
-        metadata_url: None,
+        ..RunOptions::default()
     };
     if opts.interactive && parsed.apps.len() != 1 {
         bail!(
@@ -74,6 +75,8 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
     drop(prepare_span);
     if prepare_only {
         drop(store);
+        let saved = parsed.pod.net.save(&pod);
+        discard_on_error(&pods, &mut pod, saved)?;
         pod.move_to(PREPARED)?;
         pod.unlock();
         println!("{}", pod.uuid);
@@ -82,13 +85,24 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
     let bound = super::metadata::bind(global, &store, &pod, &mut opts);
     drop(store);
     let bound = discard_on_error(&pods, &mut pod, bound)?;
-    let code = super::metadata::run_serving(&mut pod, &opts, bound)?;
-    Ok(u8::try_from(code).unwrap_or(254))
+    let set_up = net.setup(&pod, &mut opts);
+    discard_on_error(&pods, &mut pod, set_up)?;
+    run_networked(&mut pod, &opts, bound)
+}
+
+/// Run the pod, then release its network whatever the outcome (exit, stop, failed start).
+fn run_networked(
+    pod: &mut rkt_runner::Pod,
+    opts: &RunOptions,
+    bound: rkt_metadata::BoundMetadataServer,
+) -> Result<u8> {
+    let result = super::metadata::run_serving(pod, opts, bound);
+    pod_net::teardown(&pod.dir());
+    Ok(u8::try_from(result?).unwrap_or(254))
 }
 
 pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
     require_root("run-prepared")?;
-    check_net(args.net.as_deref())?;
     let pods = pods(global);
     let mut pod = pods.find(&args.uuid)?;
     let state = pod.state()?;
@@ -101,11 +115,14 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
     if !pod.try_lock(nix::fcntl::FlockArg::LockExclusiveNonblock)? {
         bail!("pod {} is being started by another process", pod.uuid);
     }
+    let net = NetFlags::load(&pod)?
+        .override_with(args.net_flags())
+        .check(global)?;
     let mut opts = RunOptions {
         hostname: args.hostname.clone(),
         interactive: args.interactive,
         stop_grace: args.stop_timeout,
-        metadata_url: None,
+        ..RunOptions::default()
     };
     let mut store = open_store(global)?;
     if let Some(text) = &args.rootfs {
@@ -115,8 +132,8 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
     }
     let bound = super::metadata::bind(global, &store, &pod, &mut opts)?;
     drop(store);
-    let code = super::metadata::run_serving(&mut pod, &opts, bound)?;
-    Ok(u8::try_from(code).unwrap_or(254))
+    net.setup(&pod, &mut opts)?;
+    run_networked(&mut pod, &opts, bound)
 }
 
 /// A pod that cannot start is removed, not left prepared in `prepare/`.
@@ -130,15 +147,6 @@ fn discard_on_error<T>(
         let _ = pods.remove(&pod.uuid);
     }
     r
-}
-
-fn check_net(net: Option<&str>) -> Result<()> {
-    match net {
-        None | Some("host") => Ok(()),
-        Some(other) => bail!(
-            "--net={other}: this rkt runs pods in the host's network namespace only; use --net=host (or leave --net out)"
-        ),
-    }
 }
 
 /// `--rootfs=lazy|rendered|copy`; `--no-overlay` means copy. The default is `rendered`

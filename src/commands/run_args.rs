@@ -22,7 +22,7 @@ pub struct PodFlags {
     pub quiet: bool,
     pub hostname: Option<String>,
     pub uuid_file_save: Option<PathBuf>,
-    pub net: Option<String>,
+    pub net: super::pod_net::NetFlags,
     pub stop_timeout: Option<String>,
     pub insecure_options: Option<String>,
     pub pull_policy: Option<String>,
@@ -62,7 +62,13 @@ const GLOBAL: &[&str] = &[
     "trust-keys-from-https",
     "insecure-skip-verify",
 ];
-const POD_BOOL: &[&str] = &["inherit-env", "no-overlay", "interactive", "quiet"];
+const POD_BOOL: &[&str] = &[
+    "inherit-env",
+    "no-overlay",
+    "interactive",
+    "quiet",
+    "private-net",
+];
 const APP_BOOL: &[&str] = &["readonly-rootfs"];
 
 /// Parse the arguments after `run`/`prepare`; `allowed_pod` lists the pod flags this command
@@ -110,6 +116,8 @@ pub fn parse(raw: &[String], allowed_pod: &[&str]) -> Result<RunArgs> {
         let value = match (inline, is_bool) {
             (Some(v), _) => v,
             (None, true) => "true".to_string(),
+            // A bare `--net` means the default network (rkt's NoOptDefVal): values need `=`.
+            (None, false) if name == "net" => String::new(),
             (None, false) => {
                 let v = raw
                     .get(i)
@@ -169,6 +177,13 @@ pub const ALL_POD: &[&str] = &[
     "hostname",
     "uuid-file-save",
     "net",
+    "private-net",
+    "port",
+    "dns",
+    "dns-search",
+    "dns-opt",
+    "dns-domain",
+    "hosts-entry",
     "stop-timeout",
     "insecure-options",
     "pull-policy",
@@ -185,6 +200,14 @@ pub const PREPARE_POD: &[&str] = &[
     "rootfs",
     "quiet",
     "uuid-file-save",
+    "net",
+    "private-net",
+    "port",
+    "dns",
+    "dns-search",
+    "dns-opt",
+    "dns-domain",
+    "hosts-entry",
     "insecure-options",
     "pull-policy",
 ];
@@ -202,7 +225,14 @@ fn set_pod(p: &mut PodFlags, name: &str, v: &str) -> Result<()> {
         "quiet" => p.quiet = bool_value(name, v)?,
         "hostname" => p.hostname = Some(v.into()),
         "uuid-file-save" => p.uuid_file_save = Some(v.into()),
-        "net" => p.net = Some(v.into()),
+        "net" => p.net.net.push(v.into()),
+        "private-net" => p.net.private_net = bool_value(name, v)?,
+        "port" => p.net.port.push(v.into()),
+        "dns" => p.net.dns.push(v.into()),
+        "dns-search" => p.net.dns_search.push(v.into()),
+        "dns-opt" => p.net.dns_opt.push(v.into()),
+        "dns-domain" => p.net.dns_domain = Some(v.into()),
+        "hosts-entry" => p.net.hosts_entry.push(v.into()),
         "stop-timeout" => p.stop_timeout = Some(v.into()),
         "insecure-options" => p.insecure_options = Some(v.into()),
         "pull-policy" => p.pull_policy = Some(v.into()),
@@ -293,6 +323,12 @@ mod tests {
         assert!(p("-- a").is_err());
         let e = p("img --exec /a --exec /b").unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
+        let r = p("--net --net=default-restricted,n2:IP=1.2.3.4 --port=http:8080 --dns=8.8.8.8 --private-net img").unwrap();
+        assert_eq!(r.pod.net.net, vec!["", "default-restricted,n2:IP=1.2.3.4"]);
+        assert_eq!(r.pod.net.port, vec!["http:8080"]);
+        assert_eq!(r.pod.net.dns, vec!["8.8.8.8"]);
+        assert!(r.pod.net.private_net);
+        assert_eq!(r.apps[0].image, "img", "a bare --net takes no value");
         let e = parse(&["--interactive".into(), "img".into()], PREPARE_POD).unwrap_err();
         assert!(e.to_string().contains("unknown flag --interactive"), "{e}");
     }

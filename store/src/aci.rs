@@ -31,19 +31,24 @@ pub fn normalize(raw: &[u8]) -> Result<String> {
             "entry {text:?} has an absolute path; ACI entries must be relative (manifest, rootfs/...)"
         )));
     }
+    clean_components(text).ok_or_else(|| {
+        invalid(format!(
+            "entry {text:?} contains '..'; entries may not climb out of the image"
+        ))
+    })
+}
+
+/// `text` with empty and `.` components dropped, or None if any component is `..`.
+pub(crate) fn clean_components(text: &str) -> Option<String> {
     let mut parts = Vec::new();
     for part in text.split('/') {
         match part {
             "" | "." => {}
-            ".." => {
-                return Err(invalid(format!(
-                    "entry {text:?} contains '..'; entries may not climb out of the image"
-                )))
-            }
+            ".." => return None,
             p => parts.push(p),
         }
     }
-    Ok(parts.join("/"))
+    Some(parts.join("/"))
 }
 
 /// Classify an archive path.

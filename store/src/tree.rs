@@ -84,14 +84,13 @@ impl Store {
             .id)
     }
 
-    /// Write the image with its dependencies to `dest` (`manifest` + `rootfs/`, or only the
-    /// rootfs), as a pod would see it.
-    pub fn render_image(
-        &mut self,
+    /// Run `f` over the image and its dependencies as render layers, with their appc levels;
+    /// returns the dependency list's image IDs alongside `f`'s result.
+    pub(crate) fn with_layers<T>(
+        &self,
         id: &str,
-        dest: &Path,
-        rootfs_only: bool,
-    ) -> Result<RenderStats> {
+        f: impl FnOnce(&[Layer<'_>], &[u16]) -> Result<T>,
+    ) -> Result<(T, Vec<String>)> {
         let images = self.resolve_dependencies(id)?;
         let entries: Vec<Vec<Entry>> = images
             .iter()
@@ -107,15 +106,35 @@ impl Store {
             })
             .collect();
         let levels: Vec<u16> = images.iter().map(|r| r.level as u16).collect();
+        let value = f(&layers, &levels)?;
+        Ok((value, images.into_iter().map(|r| r.id).collect()))
+    }
+
+    /// Write the image with its dependencies to `dest` (`manifest` + `rootfs/`, or only the
+    /// rootfs), as a pod would see it.
+    pub fn render_image(
+        &mut self,
+        id: &str,
+        dest: &Path,
+        rootfs_only: bool,
+    ) -> Result<RenderStats> {
         let opts = RenderOptions {
             rootfs_only,
             apply_whitelist: true,
             manifest: Some(self.manifest_bytes(id)?),
         };
-        let stats =
-            render::render_with_levels(&layers, Some(&levels), dest, &opts, &Reader::new(self))?;
-        for r in &images {
-            self.touch(&r.id)?;
+        let reader = Reader::new(self);
+        let (stats, used) = self.with_layers(id, |layers, levels| {
+            Ok(render::render_with_levels(
+                layers,
+                Some(levels),
+                dest,
+                &opts,
+                &reader,
+            )?)
+        })?;
+        for image in &used {
+            self.touch(image)?;
         }
         Ok(stats)
     }

@@ -4,7 +4,7 @@
 
 use crate::entry::Entry;
 use crate::error::Result;
-use crate::render::{self, Layer};
+use crate::render;
 use crate::Store;
 
 impl Store {
@@ -14,22 +14,9 @@ impl Store {
     /// Order: parents before children, hard links last; a hard link's `link` names a regular
     /// file of the view.
     pub fn merged_entries(&self, id: &str) -> Result<Vec<Entry>> {
-        let images = self.resolve_dependencies(id)?;
-        let entries: Vec<Vec<Entry>> = images
-            .iter()
-            .map(|r| self.entries(&r.id))
-            .collect::<Result<_>>()?;
-        let layers: Vec<Layer<'_>> = images
-            .iter()
-            .zip(&entries)
-            .map(|(r, e)| Layer {
-                image_id: r.id.clone(),
-                entries: e,
-                path_whitelist: r.manifest.path_whitelist.clone(),
-            })
-            .collect();
-        let levels: Vec<u16> = images.iter().map(|r| r.level as u16).collect();
-        let merged = render::merge_with_levels(&layers, Some(&levels), true)?;
+        let (merged, _) = self.with_layers(id, |layers, levels| {
+            Ok(render::merge_with_levels(layers, Some(levels), true)?)
+        })?;
         Ok(merged.into_iter().map(|(_, e)| e).collect())
     }
 }

@@ -45,19 +45,11 @@ pub(crate) fn layer_path(raw: &[u8]) -> Result<String> {
             String::from_utf8_lossy(raw)
         ))
     })?;
-    let mut parts = Vec::new();
-    for part in text.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(invalid(format!(
-                    "layer entry {text:?} contains '..'; a layer may not write outside the rootfs"
-                )))
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
+    crate::aci::clean_components(text).ok_or_else(|| {
+        invalid(format!(
+            "layer entry {text:?} contains '..'; a layer may not write outside the rootfs"
+        ))
+    })
 }
 
 /// A hard link's target inside a layer, relative to `/`.
