@@ -11,12 +11,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{Context, Result, RunnerError};
+use crate::gate::GateWaiter;
 use crate::pods::write_atomic;
 use crate::run::PodContext;
 use crate::signals;
 
-pub(crate) fn main(ctx: &PodContext) -> ! {
-    let code = match run(ctx) {
+/// `gate`: for lazy pods, where init waits until the supervisor has mounted the lazy trees.
+pub(crate) fn main(ctx: &PodContext, gate: Option<GateWaiter>) -> ! {
+    let code = match run(ctx, gate) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("rkt: pod init: {e}");
@@ -26,7 +28,7 @@ pub(crate) fn main(ctx: &PodContext) -> ! {
     signals::exit_now(code)
 }
 
-fn run(ctx: &PodContext) -> Result<i32> {
+fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl(PDEATHSIG)".into())?;
     if let Some(ns) = &ctx.opts.netns {
         join_netns(&ctx.dir.join(ns))?;
@@ -38,6 +40,14 @@ fn run(ctx: &PodContext) -> Result<i32> {
     nix::unistd::sethostname(&ctx.hostname).ctx(|| format!("setting hostname {}", ctx.hostname))?;
     if !ctx.opts.interactive {
         null_stdin()?;
+    }
+    if let Some(gate) = gate {
+        let t0 = std::time::Instant::now();
+        gate.wait()?;
+        tracing::debug!(
+            waited_ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "pod init: lazy root filesystems ready"
+        );
     }
     let mut live: BTreeMap<Pid, String> = BTreeMap::new();
     for app in &ctx.manifest.apps {

@@ -17,6 +17,7 @@ pub mod run;
 pub mod users;
 
 mod app;
+mod gate;
 mod init;
 mod signals;
 

@@ -109,10 +109,15 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
     };
     pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
     pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
-    // The lazy trees are mounted here, in the supervisor's (host) mount namespace, so that the
-    // pod's mount namespace, a copy made by the clone below, has them; they stay until the
-    // pod's last process exited (the end of this function). The supervisor outlives the pod.
-    let lazy = lazy_rootfs(pod, &ctx, mode)?;
+    // Lazy pods: the mount points are made shared here, while this process is still
+    // single-threaded; the FUSE trees (server threads) are mounted right after init exists
+    // and propagate into its mount namespace; init waits at the gate until they are there.
+    let points = lazy_mount_points(&ctx, mode)?;
+    let gate = points.as_ref().map(|_| crate::gate::gate()).transpose()?;
+    let (opener, waiter) = match gate {
+        Some((o, w)) => (Some(o), Some(w)),
+        None => (None, None),
+    };
     let t_init = std::time::Instant::now();
     signals::block()?;
     let flags = CloneFlags::CLONE_NEWNS
@@ -120,13 +125,23 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
     let Some(init) = signals::clone_process(flags)? else {
-        crate::init::main(&ctx);
+        drop(opener);
+        crate::init::main(&ctx, waiter);
     };
+    drop(waiter);
     pod.write_text(pods::PID_FILE, &init.to_string())?;
     tracing::debug!(
         elapsed_ms = t_init.elapsed().as_secs_f64() * 1000.0,
         "pod init started"
     );
+    let lazy = match serve_lazy(pod, &ctx, points, opener) {
+        Ok(lazy) => lazy,
+        Err(e) => {
+            // init gave up at the gate (or is told to now); reap it before reporting.
+            let _ = supervise(init, opts.stop_grace);
+            return Err(e);
+        }
+    };
     started();
     let status = supervise(init, opts.stop_grace)?;
     drop(lazy);
@@ -135,19 +150,39 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
 }
 
-/// Mount the lazy trees of a `--rootfs=lazy` pod (None for other modes).
-fn lazy_rootfs(
-    pod: &Pod,
+/// Make the lazy mount points of a `--rootfs=lazy` pod shared (None for other modes).
+fn lazy_mount_points(
     ctx: &PodContext,
     mode: crate::RootfsMode,
 ) -> Result<Option<crate::rootfs::LazyMounts>> {
     if mode != crate::RootfsMode::Lazy {
         return Ok(None);
     }
-    let span = tracing::debug_span!("pod.mount_rootfs", mode = mode.as_str());
+    crate::rootfs::LazyMounts::prepare(&ctx.dir, &ctx.manifest).map(Some)
+}
+
+/// Mount the lazy trees at their prepared points, then open init's gate (or tell init to give
+/// up, on error).
+fn serve_lazy(
+    pod: &Pod,
+    ctx: &PodContext,
+    points: Option<crate::rootfs::LazyMounts>,
+    opener: Option<crate::gate::GateOpener>,
+) -> Result<Option<crate::rootfs::LazyMounts>> {
+    let (Some(mut mounts), Some(opener)) = (points, opener) else {
+        return Ok(None);
+    };
+    let span = tracing::debug_span!("pod.mount_rootfs", mode = "lazy");
     let _enter = span.enter();
     let t0 = std::time::Instant::now();
-    let mounts = crate::rootfs::LazyMounts::mount(&pod.data_dir(), &ctx.dir, &ctx.manifest)?;
+    if let Err(e) = mounts.mount(&pod.data_dir(), &ctx.manifest) {
+        opener.fail();
+        return Err(e);
+    }
+    if let Err(e) = opener.open() {
+        // init is gone already; supervising it reports how it ended.
+        tracing::warn!(error = %e, "the pod's init did not wait for its root filesystems");
+    }
     tracing::debug!(
         elapsed_ms = t0.elapsed().as_secs_f64() * 1000.0,
         "lazy root filesystems mounted"
