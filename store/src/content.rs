@@ -27,6 +27,8 @@ struct ChunkLoc {
 pub(crate) struct Reader<'a> {
     conn: &'a Connection,
     packs: &'a PackReader,
+    /// Tell the kernel to drop the pack pages a chunk was read from, once used.
+    drop_pack_pages: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -34,7 +36,15 @@ impl<'a> Reader<'a> {
         Reader {
             conn: &store.conn,
             packs: &store.packs,
+            drop_pack_pages: false,
         }
+    }
+
+    /// For materialising objects: the file's bytes will live on in the object's own page
+    /// cache, so the pack pages they came from only double the memory a pod's start costs.
+    pub(crate) fn dropping_pack_pages(mut self) -> Self {
+        self.drop_pack_pages = true;
+        self
     }
 
     fn chunks(&self, file: &FileId) -> Result<Vec<ChunkLoc>> {
@@ -79,6 +89,9 @@ impl<'a> Reader<'a> {
     /// One chunk's bytes, checked against its BLAKE3 id.
     fn chunk(&self, c: &ChunkLoc) -> Result<Vec<u8>> {
         let raw = self.packs.read(&c.pack, c.offset, c.clen)?;
+        if self.drop_pack_pages {
+            self.packs.drop_pages(&c.pack, c.offset, c.clen);
+        }
         let data = if c.zstd {
             zstd::bulk::decompress(&raw, c.len).map_err(|e| {
                 StoreError::Corrupt(format!(
