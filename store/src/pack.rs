@@ -145,7 +145,7 @@ impl PackReader {
 impl PackReader {
     /// Advise the kernel that `len` bytes at `offset` of `pack` (already read) are not needed
     /// again soon (`POSIX_FADV_DONTNEED`): clean pages leave the page cache. Best effort.
-    pub fn drop_pages(&self, pack: &str, offset: u64, len: usize) {
+    pub fn drop_pages(&self, pack: &str, offset: u64, len: u64) {
         use std::os::fd::AsRawFd;
         let Ok(file) = self.file(pack) else { return };
         let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
