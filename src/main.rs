@@ -37,7 +37,8 @@ fn main() -> ExitCode {
 
 fn init_tracing(debug: bool) {
     let filter = if debug {
-        tracing_subscriber::EnvFilter::new("debug")
+        // fuser logs every FUSE request at debug: a lazy pod would drown the start phases.
+        tracing_subscriber::EnvFilter::new("debug,fuser=warn")
     } else {
         tracing_subscriber::EnvFilter::try_from_env("RKT_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))

@@ -364,3 +364,37 @@ fn a_lazy_pod_app_with_its_own_user_starts_without_hanging() {
         describe("rkt run --rootfs=lazy as user 1000", &o)
     );
 }
+
+#[test]
+fn debug_shows_how_long_each_start_phase_took() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(tmp.path(), "cat /data/blob > /dev/null");
+    let o = rkt_pod(
+        &dir,
+        &[
+            "--debug",
+            "run",
+            "--rootfs=lazy",
+            "--volume=out,kind=empty",
+            aci.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("rkt --debug run", &o));
+    let (_, stderr) = out_text(&o);
+    for phase in [
+        "pod.resolve_images",
+        "pod.prepare",
+        "pod.mount_rootfs",
+        "lazyfs.mount",
+        "pod init started",
+        "lazy root filesystems ready",
+        "first app exec",
+    ] {
+        assert!(stderr.contains(phase), "no {phase:?} in --debug output: {stderr}");
+    }
+    assert!(stderr.contains("elapsed_ms="), "{stderr}");
+    // fuser's per-request debug lines would drown the phases.
+    assert!(!stderr.contains("FUSE("), "{stderr}");
+}
