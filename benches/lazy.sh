@@ -36,7 +36,7 @@ mkdir -p "$W"
 
 die() { echo "benches/lazy.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
-for t in cargo python3 tar unshare chroot dd; do command -v $t >/dev/null || die "$t not found"; done
+for t in cargo python3 tar unshare chroot dd fincore; do command -v $t >/dev/null || die "$t not found"; done
 [ -x /bin/busybox ] || die "/bin/busybox missing (busybox-static)"
 
 SERVERS=()
@@ -192,16 +192,25 @@ SID=$(import_image "$S" shared)
 rm -rf "$S/objects"
 drop
 cached() { awk '/^Cached:/ {print $2}' /proc/meminfo; }
-before=$(cached)
+# KiB of the files under a directory that are in the page cache: the store's packs, objects and
+# index. Unlike the system-wide Cached, other work on the machine does not move it. -xdev: never
+# walk into a lazy mount (opening its files would materialise them).
+store_cached() {
+    find "$1" -xdev -type f -print0 | xargs -0 -r fincore --bytes --noheadings --output RES 2>/dev/null \
+        | awk '{s+=$1} END {print int(s/1024)}'
+}
+sys_before=$(cached)
+before=$(store_cached "$S")
 PIDS=()
 for i in $(seq "$MOUNTS"); do
     serve "$S" "$SID" "$W/pm$i"
     PIDS+=("$SERVER_PID")
 done
 cat "$W/pm1/big.bin" >/dev/null
-first=$(cached)
+first=$(store_cached "$S")
 for i in $(seq 2 "$MOUNTS"); do cat "$W/pm$i/big.bin" >/dev/null; done
-after=$(cached)
+after=$(store_cached "$S")
+SYS_MB=$(python3 -c "print(f'{($(cached)-$sys_before)/1024:.0f}')")
 RSS=$(for p in "${PIDS[@]}"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status"; done | sort -n | tail -1)
 PSS=$(for p in "${PIDS[@]}"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | sort -n | tail -1)
 for p in "${PIDS[@]}"; do stop "$p"; done
@@ -296,12 +305,14 @@ wait_done() { # n
         sleep 0.05
     done
 }
-pbefore=$(cached)
+psys_before=$(cached)
+pbefore=$(store_cached "$P")
 start_pod; wait_done 1
-pfirst=$(cached)
+pfirst=$(store_cached "$P")
 for i in $(seq 2 "$MOUNTS"); do start_pod; done
 wait_done "$MOUNTS"
-pafter=$(cached)
+pafter=$(store_cached "$P")
+PSYS_MB=$(python3 -c "print(f'{($(cached)-$psys_before)/1024:.0f}')")
 POD_RSS=$(for p in "${PODPIDS[@]}"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status"; done | sort -n | tail -1)
 POD_PSS=$(for p in "${PODPIDS[@]}"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | sort -n | tail -1)
 POD_PSS_SUM=$(for p in "${PODPIDS[@]}"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | awk "{s+=\$1} END {print s}")
@@ -355,11 +366,13 @@ Target: at least 95 % of native once a file is open; the first read at least as 
 ### Page cache and memory
 
 $MOUNTS lazy mounts of one image, each served by its own \`rkt-lazyfs-serve\` process, each
-reading the same $SHARED_MB MB file once after a cache drop. The page cache grew by
-**$CACHE_MB MB** in all ($RATIO × one copy; target ≤ 1.1×): **$FIRST_MB MB** for the first mount,
-which materialises the object (the object's pages, plus the pack pages its chunks were read
-from and the store's index), and **$REST_MB MB** for the other $((MOUNTS - 1)) mounts together,
-because their passthrough reads all hit the one object in \`objects/\`. Largest FUSE server:
+reading the same $SHARED_MB MB file once after a cache drop. The store's files (packs, objects,
+index; measured with \`fincore\`) grew in the page cache by **$CACHE_MB MB** in all ($RATIO × one
+copy; target ≤ 1.1×): **$FIRST_MB MB** for the first mount, which materialises the object (the
+pack pages its chunks were read from are dropped again), and **$REST_MB MB** for the other
+$((MOUNTS - 1)) mounts together, because their passthrough reads all hit the one object in
+\`objects/\`. (The system-wide \`Cached\` grew by $SYS_MB MB meanwhile, which includes the
+servers' binary and whatever else the shared machine was doing.) Largest FUSE server:
 RSS $RSS KiB, of which PSS $PSS KiB (RSS counts shared library pages; target < 5 MiB per pod).
 
 ### Pods: \`rkt run\` to the app's first instruction
@@ -381,10 +394,12 @@ Target: lazy at 1 GB within 1.5× lazy at 10 MB.
 
 $MOUNTS pods of one image started with \`rkt run --rootfs=lazy\` (one after the first had read the
 file, then the other $((MOUNTS - 1)) together), each reading the same $SHARED_MB MB file once, after
-a cache drop. The page cache grew by **$PCACHE_MB MB** ($PRATIO × one copy; target ≤ 1.1×):
-**$PFIRST_MB MB** while the first pod started and read it (materialising the object; the pack
-pages it was read from are dropped with \`posix_fadvise(DONTNEED)\`), **$PREST_MB MB** for the
-other $((MOUNTS - 1)) pods together (their passthrough reads hit the one object).
+a cache drop. The store's files (\`fincore\`, as above) grew in the page cache by
+**$PCACHE_MB MB** ($PRATIO × one copy; target ≤ 1.1×): **$PFIRST_MB MB** while the first pod
+started and read it (materialising the object; the pack pages it was read from are dropped with
+\`posix_fadvise(DONTNEED)\`), **$PREST_MB MB** for the other $((MOUNTS - 1)) pods together (their
+passthrough reads hit the one object). System-wide \`Cached\` grew by $PSYS_MB MB (the \`rkt\`
+binary, the pods' directories, and other work on the shared machine).
 Each pod's supervisor is one process (\`rkt run\`: pod lock, signal forwarding, metadata
 service and the FUSE server threads): PSS **$POD_PSS_MEAN MiB** on average (largest PSS
 $POD_PSS KiB, largest RSS $POD_RSS KiB — RSS counts the shared pages of the \`rkt\` binary
