@@ -392,7 +392,10 @@ fn debug_shows_how_long_each_start_phase_took() {
         "lazy root filesystems ready",
         "first app exec",
     ] {
-        assert!(stderr.contains(phase), "no {phase:?} in --debug output: {stderr}");
+        assert!(
+            stderr.contains(phase),
+            "no {phase:?} in --debug output: {stderr}"
+        );
     }
     assert!(stderr.contains("elapsed_ms="), "{stderr}");
     // fuser's per-request debug lines would drown the phases.

@@ -15,15 +15,16 @@ const READY: u8 = b'1';
 const FAILED: u8 = b'0';
 
 /// The supervisor's end.
-pub struct GateOpener(std::io::PipeWriter);
+pub struct GateOpener(std::fs::File);
 
 /// Init's end.
-pub struct GateWaiter(std::io::PipeReader);
+pub struct GateWaiter(std::fs::File);
 
 /// A new gate (a pipe; both ends close on exec, so apps never inherit them).
 pub fn gate() -> Result<(GateOpener, GateWaiter)> {
-    let (r, w) = std::io::pipe().ctx(|| "creating the pod start pipe".into())?;
-    Ok((GateOpener(w), GateWaiter(r)))
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .ctx(|| "creating the pod start pipe".into())?;
+    Ok((GateOpener(w.into()), GateWaiter(r.into())))
 }
 
 impl GateOpener {

@@ -135,7 +135,9 @@ impl<'a> Reader<'a> {
         }
         let mut hasher = blake3::Hasher::new();
         let mut n = 0u64;
-        let mut dropper = self.drop_pack_pages.then(|| PackPageDropper::new(self.packs));
+        let mut dropper = self
+            .drop_pack_pages
+            .then(|| PackPageDropper::new(self.packs));
         for c in &chunks {
             let data = self.chunk(c)?;
             if let Some(d) = &mut dropper {
@@ -178,7 +180,9 @@ impl<'a> PackPageDropper<'a> {
     fn used(&mut self, pack: &str, offset: u64, len: u64) {
         let end = offset.saturating_add(len);
         match &mut self.span {
-            Some((p, s, e)) if p == pack && offset >= *s && offset <= e.saturating_add(DROP_ALIGN) => {
+            Some((p, s, e))
+                if p == pack && offset >= *s && offset <= e.saturating_add(DROP_ALIGN) =>
+            {
                 *e = (*e).max(end);
             }
             _ => {

@@ -153,9 +153,8 @@ impl PackReader {
         };
         // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open for
         // the duration of the call (`file` holds it).
-        let rc = unsafe {
-            libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED)
-        };
+        let rc =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED) };
         if rc != 0 {
             tracing::debug!(pack, rc, "posix_fadvise(DONTNEED) on a pack failed");
         }

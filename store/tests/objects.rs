@@ -298,7 +298,12 @@ fn materialising_drops_the_pack_pages_it_read() {
     let tmp = tempfile::tempdir().unwrap();
     let mut store = Store::open(&tmp.path().join("store")).unwrap();
     let data = noise(24 << 20, 9);
-    let id = import(&mut store, tmp.path(), "example.com/big", &[("big", data, 0o644)]);
+    let id = import(
+        &mut store,
+        tmp.path(),
+        "example.com/big",
+        &[("big", data, 0o644)],
+    );
     let packs: Vec<_> = std::fs::read_dir(tmp.path().join("store/packs"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -319,5 +324,8 @@ fn materialising_drops_the_pack_pages_it_read() {
         after <= 4 << 20,
         "{after} bytes of the pack stayed cached after materialising (of {before})"
     );
-    assert!(resident_bytes(&object) >= 20 << 20, "the object's pages are the cache");
+    assert!(
+        resident_bytes(&object) >= 20 << 20,
+        "the object's pages are the cache"
+    );
 }
