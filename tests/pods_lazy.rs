@@ -284,6 +284,38 @@ fn gc_after_kill_9_of_the_supervisor_leaves_no_mount() {
 }
 
 #[test]
+fn rendered_pods_still_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = lazy_image(tmp.path(), "cat /data/blob > /out/copy");
+    let o = rkt_pod(
+        &dir,
+        &[
+            "run",
+            "--rootfs=rendered",
+            "--volume=out,kind=empty",
+            aci.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("rkt run --rootfs=rendered", &o)
+    );
+    let pods = files_under(&dir.join("pods/run"));
+    let copy = pods
+        .keys()
+        .find(|p| p.ends_with("volumes/out/copy"))
+        .expect("the pod's output");
+    assert!(std::fs::read(dir.join("pods/run").join(copy)).unwrap() == blob());
+    assert!(
+        !dir.join("access").exists(),
+        "a rendered pod went through a lazy mount"
+    );
+}
+
+#[test]
 fn rootfs_flag_is_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rkt");
@@ -306,7 +338,7 @@ fn rootfs_flag_is_checked() {
         ],
     );
     assert!(e.contains("--no-overlay means --rootfs=copy"), "{e}");
-    // A pod prepared rendered can run lazy.
+    // Without --rootfs a pod is lazy (the default, docs/lazy-rootfs.md).
     let uuid = rkt_ok(
         &dir,
         &[
@@ -316,7 +348,36 @@ fn rootfs_flag_is_checked() {
             a,
         ],
     );
+    let options = std::fs::read_to_string(
+        dir.join("pods/prepared")
+            .join(uuid.trim())
+            .join("options.json"),
+    )
+    .unwrap();
+    assert!(options.contains(r#""rootfs":"lazy""#), "{options}");
+    assert!(
+        !dir.join("trees").exists(),
+        "a lazy prepare rendered the image"
+    );
+    // A pod prepared rendered renders the shared tree, and can still run lazy.
+    let uuid = rkt_ok(
+        &dir,
+        &[
+            "--insecure-options=image",
+            "prepare",
+            "--rootfs=rendered",
+            "--volume=out,kind=empty",
+            a,
+        ],
+    );
     let uuid = uuid.trim();
+    let options =
+        std::fs::read_to_string(dir.join("pods/prepared").join(uuid).join("options.json")).unwrap();
+    assert!(options.contains(r#""rootfs":"rendered""#), "{options}");
+    assert!(
+        dir.join("trees").read_dir().unwrap().next().is_some(),
+        "no rendered tree"
+    );
     let o = rkt(&dir, &["run-prepared", "--rootfs=lazy", uuid]);
     assert!(
         o.status.success(),

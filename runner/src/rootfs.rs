@@ -19,10 +19,11 @@ use crate::error::{Context, Result, RunnerError};
 /// A pod's rootfs mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RootfsMode {
-    /// A lazy FUSE tree under overlayfs.
-    Lazy,
-    /// The store's shared rendered tree under overlayfs (the default; see docs/lazy-rootfs.md).
+    /// A lazy FUSE tree under overlayfs (the default where the host has /dev/fuse; chosen by
+    /// measurement, see docs/lazy-rootfs.md).
     #[default]
+    Lazy,
+    /// The store's shared rendered tree under overlayfs.
     Rendered,
     /// A private copy of the image.
     Copy,
@@ -34,6 +35,17 @@ impl RootfsMode {
             RootfsMode::Lazy => "lazy",
             RootfsMode::Rendered => "rendered",
             RootfsMode::Copy => "copy",
+        }
+    }
+
+    /// The mode of a pod started without `--rootfs`: `lazy`, or `rendered` on a host without
+    /// /dev/fuse (where `lazy` cannot work).
+    pub fn host_default() -> RootfsMode {
+        if Path::new("/dev/fuse").exists() {
+            RootfsMode::Lazy
+        } else {
+            tracing::info!("no /dev/fuse: pods start on rendered trees (--rootfs=rendered)");
+            RootfsMode::Rendered
         }
     }
 
@@ -189,6 +201,6 @@ mod tests {
         }
         assert!("overlay".parse::<RootfsMode>().is_err());
         assert!(!RootfsMode::Copy.uses_overlay());
-        assert_eq!(RootfsMode::default(), RootfsMode::Rendered);
+        assert_eq!(RootfsMode::default(), RootfsMode::Lazy);
     }
 }

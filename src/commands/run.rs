@@ -149,11 +149,11 @@ fn discard_on_error<T>(
     r
 }
 
-/// `--rootfs=lazy|rendered|copy`; `--no-overlay` means copy. The default is `rendered`
-/// (docs/lazy-rootfs.md says why).
+/// `--rootfs=lazy|rendered|copy`; `--no-overlay` means copy. The default is `lazy` where the
+/// host has /dev/fuse, else `rendered` (docs/lazy-rootfs.md says why).
 fn rootfs_mode(flag: Option<&str>, no_overlay: bool) -> Result<RootfsMode> {
     match (flag, no_overlay) {
-        (None, false) => Ok(RootfsMode::default()),
+        (None, false) => Ok(RootfsMode::host_default()),
         (None, true) => Ok(RootfsMode::Copy),
         (Some(text), no_overlay) => {
             let mode: RootfsMode = text.parse()?;
