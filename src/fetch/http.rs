@@ -31,7 +31,9 @@ pub struct HttpPolicy {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
+    /// Built on first use: loading the TLS roots costs about a millisecond, which `rkt run`
+    /// of an image already in the store should not pay.
+    agent: std::sync::OnceLock<ureq::Agent>,
     policy: HttpPolicy,
     auth: AuthHeaders,
 }
@@ -53,26 +55,19 @@ pub enum Outcome {
 
 impl Client {
     pub fn new(policy: HttpPolicy, auth: AuthHeaders) -> Result<Client> {
-        let tls = TlsConfig::builder()
-            .root_certs(root_certs()?)
-            .disable_verification(policy.insecure_tls)
-            .build();
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .https_only(!policy.allow_http)
-            .http_status_as_error(false)
-            .max_redirects(10)
-            .timeout_connect(Some(Duration::from_secs(20)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_recv_body(None)
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .user_agent(concat!("rkt/", env!("CARGO_PKG_VERSION")))
-            .build();
         Ok(Client {
-            agent: config.into(),
+            agent: std::sync::OnceLock::new(),
             policy,
             auth,
         })
+    }
+
+    fn agent(&self) -> Result<&ureq::Agent> {
+        if let Some(agent) = self.agent.get() {
+            return Ok(agent);
+        }
+        let agent = build_agent(&self.policy)?;
+        Ok(self.agent.get_or_init(|| agent))
     }
 
     pub fn policy(&self) -> &HttpPolicy {
@@ -94,7 +89,7 @@ impl Client {
 
     fn get(&self, url: &str, headers: &[(&str, String)]) -> Result<Response<Body>> {
         self.check_scheme(url)?;
-        let mut req = self.agent.get(url);
+        let mut req = self.agent()?.get(url);
         if let Some(value) = host_of(url).and_then(|h| self.auth.for_host(&h)) {
             req = req.header("Authorization", value);
         }
@@ -265,6 +260,25 @@ fn describe(url: &str, e: ureq::Error, policy: &HttpPolicy) -> anyhow::Error {
         return anyhow!("{url} redirected to plain HTTP, which is refused by default; allow it with --insecure-options=http");
     }
     anyhow!("fetching {url}: {text}")
+}
+
+fn build_agent(policy: &HttpPolicy) -> Result<ureq::Agent> {
+    let tls = TlsConfig::builder()
+        .root_certs(root_certs()?)
+        .disable_verification(policy.insecure_tls)
+        .build();
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .https_only(!policy.allow_http)
+        .http_status_as_error(false)
+        .max_redirects(10)
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_recv_body(None)
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .user_agent(concat!("rkt/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(config.into())
 }
 
 fn root_certs() -> Result<RootCerts> {

@@ -118,7 +118,46 @@ struct State {
     conn: Connection,
     db_path: PathBuf,
     compressor: zstd::bulk::Compressor<'static>,
+    gate: CompressGate,
     written: Written,
+}
+
+/// Decides whether a chunk is worth handing to zstd. Content that is already compressed
+/// (media, archives, random data) does not shrink, and trying costs as much as compressing:
+/// after two chunks of a file in a row fail to shrink, the next 15 chunks of that file are
+/// stored as they are, then zstd gets another try.
+#[derive(Default)]
+struct CompressGate {
+    misses: u32,
+    skip: u32,
+}
+
+/// Chunks stored without trying zstd after a file's chunks failed to shrink twice in a row.
+const SKIP_AFTER_MISSES: u32 = 15;
+
+impl CompressGate {
+    fn should_try(&mut self) -> bool {
+        if self.skip == 0 {
+            return true;
+        }
+        self.skip -= 1;
+        false
+    }
+
+    fn record(&mut self, shrank: bool) {
+        if shrank {
+            self.misses = 0;
+            return;
+        }
+        self.misses += 1;
+        if self.misses >= 2 {
+            self.skip = SKIP_AFTER_MISSES;
+        }
+    }
+
+    fn end_file(&mut self) {
+        *self = CompressGate::default();
+    }
 }
 
 fn run(rx: Receiver<Work>, pack: PackWriter, db_path: &std::path::Path) -> Result<Written> {
@@ -130,11 +169,17 @@ fn run(rx: Receiver<Work>, pack: PackWriter, db_path: &std::path::Path) -> Resul
         Connection::open_with_flags(db_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(600))
         .map_err(db_err)?;
+    // One read transaction for the whole import: every lookup reads the same snapshot without
+    // taking and dropping the WAL read lock per chunk. A chunk that gc removes after the
+    // snapshot is caught when the import commits ("vanished during import"); one that another
+    // import adds meanwhile is written twice and deduplicated by the commit's ON CONFLICT.
+    conn.execute_batch("BEGIN DEFERRED").map_err(db_err)?;
     let mut st = State {
         conn,
         db_path: db_path.to_path_buf(),
         compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)
             .map_err(|e| StoreError::io("starting zstd", e))?,
+        gate: CompressGate::default(),
         written: Written {
             pack,
             new_chunks: HashMap::new(),
@@ -151,6 +196,7 @@ fn run(rx: Receiver<Work>, pack: PackWriter, db_path: &std::path::Path) -> Resul
             Work::EndFile => {
                 chunker.finish(&mut |c: &[u8]| st.store(c).map(|id| chunks.push(id)))?;
                 st.written.files.push(std::mem::take(&mut chunks));
+                st.gate.end_file();
             }
         }
     }
@@ -178,14 +224,19 @@ impl State {
         if self.known(&id)? {
             return Ok(id);
         }
-        let packed = self
-            .compressor
-            .compress(bytes)
-            .map_err(|e| StoreError::io("compressing a chunk", e))?;
-        let (data, zstd) = if packed.len() < bytes.len() {
-            (&packed[..], true)
+        let packed = if self.gate.should_try() {
+            let packed = self
+                .compressor
+                .compress(bytes)
+                .map_err(|e| StoreError::io("compressing a chunk", e))?;
+            self.gate.record(packed.len() < bytes.len());
+            Some(packed)
         } else {
-            (bytes, false)
+            None
+        };
+        let (data, zstd) = match &packed {
+            Some(p) if p.len() < bytes.len() => (&p[..], true),
+            _ => (bytes, false),
         };
         let offset = self.written.pack.append(data)?;
         let chunk = NewChunk {
@@ -196,5 +247,37 @@ impl State {
         };
         self.written.new_chunks.insert(id, chunk);
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_skips_zstd_after_two_misses_then_retries() {
+        let mut g = CompressGate::default();
+        assert!(g.should_try());
+        g.record(false);
+        assert!(g.should_try(), "one miss is not enough to stop trying");
+        g.record(false);
+        let skipped = (0..SKIP_AFTER_MISSES).filter(|_| !g.should_try()).count();
+        assert_eq!(skipped as u32, SKIP_AFTER_MISSES);
+        assert!(
+            g.should_try(),
+            "zstd gets another try after the skipped chunks"
+        );
+        g.record(true);
+        g.record(false);
+        assert!(g.should_try(), "a chunk that shrank resets the count");
+    }
+
+    #[test]
+    fn gate_starts_fresh_for_each_file() {
+        let mut g = CompressGate::default();
+        g.record(false);
+        g.record(false);
+        g.end_file();
+        assert!(g.should_try());
     }
 }
