@@ -9,7 +9,8 @@
 #
 # Needs: cargo, python3, GNU tar, unshare, chroot, dd; /dev/fuse and Linux 6.9+ for passthrough.
 # Environment:
-#   BENCH_SIZES="10 100 1000"  image sizes in MB for the cold-start table
+#   BENCH_SIZES="10 100 1000"  image sizes in MB for the cold-start tables
+#   BENCH_POD_RUNS=3           repetitions per pod start measurement (the median is reported)
 #   BENCH_RUNS=3               repetitions per cold-start measurement (the mean is reported)
 #   BENCH_READ_MB=256          size of the file for the throughput table
 #   BENCH_MOUNTS=10            lazy mounts reading the same file for the page-cache table
@@ -35,13 +36,15 @@ mkdir -p "$W"
 
 die() { echo "benches/lazy.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
-for t in cargo python3 tar unshare chroot dd; do command -v $t >/dev/null || die "$t not found"; done
+for t in cargo python3 tar unshare chroot dd fincore; do command -v $t >/dev/null || die "$t not found"; done
 [ -x /bin/busybox ] || die "/bin/busybox missing (busybox-static)"
 
 SERVERS=()
+PODPIDS=()
 cleanup() {
-    for p in "${SERVERS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${SERVERS[@]}" "${PODPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    [ -z "${RKT:-}" ] || "$RKT" --dir "$W/pstore" gc --grace-period=0s >/dev/null 2>&1 || true
     for m in $(awk '{print $5}' /proc/self/mountinfo | grep "^$W" | sort -r); do umount -l "$m" || true; done
     [ -n "$KEEP" ] || rm -rf "$W"
 }
@@ -67,7 +70,7 @@ r = os.path.join(out, "rootfs")
 os.makedirs(os.path.join(r, "bin"), exist_ok=True)
 shutil.copy("/bin/busybox", os.path.join(r, "bin/busybox"))
 os.chmod(os.path.join(r, "bin/busybox"), 0o755)
-for l in ["sh", "true", "cat"]:
+for l in ["sh", "true", "cat", "sleep"]:
     os.symlink("busybox", os.path.join(r, "bin", l))
 rng = random.Random(size_mb)
 os.makedirs(os.path.join(r, "data"), exist_ok=True)
@@ -189,16 +192,25 @@ SID=$(import_image "$S" shared)
 rm -rf "$S/objects"
 drop
 cached() { awk '/^Cached:/ {print $2}' /proc/meminfo; }
-before=$(cached)
+# KiB of the files under a directory that are in the page cache: the store's packs, objects and
+# index. Unlike the system-wide Cached, other work on the machine does not move it. -xdev: never
+# walk into a lazy mount (opening its files would materialise them).
+store_cached() {
+    find "$1" -xdev -type f -print0 | xargs -0 -r fincore --bytes --noheadings --output RES 2>/dev/null \
+        | awk '{s+=$1} END {print int(s/1024)}'
+}
+sys_before=$(cached)
+before=$(store_cached "$S")
 PIDS=()
 for i in $(seq "$MOUNTS"); do
     serve "$S" "$SID" "$W/pm$i"
     PIDS+=("$SERVER_PID")
 done
 cat "$W/pm1/big.bin" >/dev/null
-first=$(cached)
+first=$(store_cached "$S")
 for i in $(seq 2 "$MOUNTS"); do cat "$W/pm$i/big.bin" >/dev/null; done
-after=$(cached)
+after=$(store_cached "$S")
+SYS_MB=$(python3 -c "print(f'{($(cached)-$sys_before)/1024:.0f}')")
 RSS=$(for p in "${PIDS[@]}"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status"; done | sort -n | tail -1)
 PSS=$(for p in "${PIDS[@]}"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | sort -n | tail -1)
 for p in "${PIDS[@]}"; do stop "$p"; done
@@ -206,6 +218,113 @@ CACHE_MB=$(python3 -c "print(f'{($after-$before)/1024:.0f}')")
 FIRST_MB=$(python3 -c "print(f'{($first-$before)/1024:.0f}')")
 REST_MB=$(python3 -c "print(f'{($after-$first)/1024:.0f}')")
 RATIO=$(python3 -c "print(f'{($after-$before)/1024/$SHARED_MB:.2f}')")
+
+# ------------------------------------------------------------------------------------------
+# Pods through `rkt run`: the same images, started as pods with each rootfs mode.
+P=$W/pstore
+POD_RUNS=${BENCH_POD_RUNS:-3}
+pod_gc() { "$RKT" --dir "$P" gc --grace-period=0s >/dev/null 2>&1 || true; }
+# ms from launching `rkt run` to the app's exec (the "first app exec" debug event).
+pod_first_ms() { # mode image
+    local log=$W/podrun.log t0
+    t0=$(now)
+    "$RKT" --dir "$P" --debug run --rootfs="$1" "$2" </dev/null >/dev/null 2>"$log" \
+        || die "rkt run --rootfs=$1 $2 failed: $(tail -3 "$log")"
+    python3 - "$t0" "$log" <<'PY'
+import datetime, sys
+t0 = int(sys.argv[1]) / 1e9
+for line in open(sys.argv[2], errors="replace"):
+    if "first app exec" in line:
+        ts = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+        t = ts.replace(tzinfo=datetime.timezone.utc).timestamp()
+        print(f"{(t - t0) * 1000:.1f}")
+        break
+else:
+    sys.exit("benches/lazy.sh: no 'first app exec' event in rkt run --debug")
+PY
+}
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.0f}')" "$@"; }
+pod_cold() { # mode image: nothing materialised, rendered or cached
+    local xs=()
+    for _ in $(seq "$POD_RUNS"); do
+        pod_gc; rm -rf "$P/objects" "$P/trees" "$P/access"; drop
+        xs+=("$(pod_first_ms "$1" "$2")")
+    done
+    median "${xs[@]}"
+}
+pod_warm() { # mode image: after a previous start (objects, tree, page cache kept)
+    local xs=()
+    pod_first_ms "$1" "$2" >/dev/null
+    for _ in $(seq "$POD_RUNS"); do pod_gc; xs+=("$(pod_first_ms "$1" "$2")"); done
+    median "${xs[@]}"
+}
+
+echo "==> pods: rkt run to the app's first instruction vs image size: $SIZES MB"
+POD_ROWS=""
+for mb in $SIZES; do
+    make_image "p$mb" "$mb"
+    import_image "$P" "p$mb" >/dev/null
+    IMG=bench/p$mb
+    lc=$(pod_cold lazy "$IMG"); lw=$(pod_warm lazy "$IMG")
+    rc=$(pod_cold rendered "$IMG"); rw=$(pod_warm rendered "$IMG")
+    # The baseline: extract the whole image, then a chroot in new namespaces.
+    xs=()
+    for _ in $(seq "$POD_RUNS"); do
+        rm -rf "$W/ptar"; mkdir -p "$W/ptar"; drop
+        t0=$(now)
+        tar -C "$W/ptar" -xf "$W/p$mb.aci"
+        unshare --mount --pid --uts --ipc --fork chroot "$W/ptar/rootfs" /bin/true
+        t1=$(now)
+        xs+=("$(ms "$t0" "$t1")")
+    done
+    tx=$(median "${xs[@]}")
+    row="| $mb MB | $lc ms | $lw ms | $rc ms | $rw ms | $tx ms |"
+    echo "$row"
+    POD_ROWS+="$row"$'\n'
+    pod_gc
+    "$RKT" --dir "$P" image rm "$IMG" >/dev/null 2>&1 || true
+    rm -rf "$W/ptar" "$W/layout-p$mb" "$W/p$mb.aci" "$P/objects" "$P/trees"
+done
+
+# ------------------------------------------------------------------------------------------
+echo "==> pods: $MOUNTS lazy pods reading the same $SHARED_MB MB: page cache and memory"
+import_image "$P" shared >/dev/null
+pod_gc; rm -rf "$P/objects" "$P/trees" "$P/access"
+drop
+done_count() { find "$P/pods/run" -path '*/upper/done' 2>/dev/null | wc -l; }
+start_pod() {
+    "$RKT" --dir "$P" run --rootfs=lazy bench/shared --exec /bin/sh -- -c \
+        'cat /big.bin >/dev/null && : >/done && exec sleep 600' --- \
+        </dev/null >/dev/null 2>>"$W/pods.log" &
+    PODPIDS+=($!)
+}
+wait_done() { # n
+    local end=$((SECONDS + 300))
+    until [ "$(done_count)" -ge "$1" ]; do
+        [ $SECONDS -lt $end ] || die "pods did not read the file in time (see $W/pods.log)"
+        sleep 0.05
+    done
+}
+psys_before=$(cached)
+pbefore=$(store_cached "$P")
+start_pod; wait_done 1
+pfirst=$(store_cached "$P")
+for i in $(seq 2 "$MOUNTS"); do start_pod; done
+wait_done "$MOUNTS"
+pafter=$(store_cached "$P")
+PSYS_MB=$(python3 -c "print(f'{($(cached)-$psys_before)/1024:.0f}')")
+POD_RSS=$(for p in "${PODPIDS[@]}"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status"; done | sort -n | tail -1)
+POD_PSS=$(for p in "${PODPIDS[@]}"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | sort -n | tail -1)
+POD_PSS_SUM=$(for p in "${PODPIDS[@]}"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | awk "{s+=\$1} END {print s}")
+for p in "${PODPIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${PODPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+PODPIDS=()
+pod_gc
+PCACHE_MB=$(python3 -c "print(f'{($pafter-$pbefore)/1024:.0f}')")
+PFIRST_MB=$(python3 -c "print(f'{($pfirst-$pbefore)/1024:.0f}')")
+PREST_MB=$(python3 -c "print(f'{($pafter-$pfirst)/1024:.0f}')")
+PRATIO=$(python3 -c "print(f'{($pafter-$pbefore)/1024/$SHARED_MB:.2f}')")
+POD_PSS_MEAN=$(python3 -c "print(f'{$POD_PSS_SUM/$MOUNTS/1024:.1f}')")
 
 # ------------------------------------------------------------------------------------------
 KERNEL=$(uname -r)
@@ -247,16 +366,47 @@ Target: at least 95 % of native once a file is open; the first read at least as 
 ### Page cache and memory
 
 $MOUNTS lazy mounts of one image, each served by its own \`rkt-lazyfs-serve\` process, each
-reading the same $SHARED_MB MB file once after a cache drop. The page cache grew by
-**$CACHE_MB MB** in all ($RATIO × one copy; target ≤ 1.1×): **$FIRST_MB MB** for the first mount,
-which materialises the object (the object's pages, plus the pack pages its chunks were read
-from and the store's index), and **$REST_MB MB** for the other $((MOUNTS - 1)) mounts together,
-because their passthrough reads all hit the one object in \`objects/\`. Largest FUSE server:
+reading the same $SHARED_MB MB file once after a cache drop. The store's files (packs, objects,
+index; measured with \`fincore\`) grew in the page cache by **$CACHE_MB MB** in all ($RATIO × one
+copy; target ≤ 1.1×): **$FIRST_MB MB** for the first mount, which materialises the object (the
+pack pages its chunks were read from are dropped again), and **$REST_MB MB** for the other
+$((MOUNTS - 1)) mounts together, because their passthrough reads all hit the one object in
+\`objects/\`. (The system-wide \`Cached\` grew by $SYS_MB MB meanwhile, which includes the
+servers' binary and whatever else the shared machine was doing.) Largest FUSE server:
 RSS $RSS KiB, of which PSS $PSS KiB (RSS counts shared library pages; target < 5 MiB per pod).
 
-Not measured yet (see docs/lazy-rootfs.md): pods through \`rkt run\` (this measures the rootfs
-alone; the pod supervisor lands with the pods issue), casync comparison and \`rkt image gc\`
-with 1,000 images.
+### Pods: \`rkt run\` to the app's first instruction
+
+The same kind of images (busybox plus 1 MiB random files) started as pods running \`/bin/true\`
+(host network), median of $POD_RUNS runs: time from launching \`rkt run --rootfs=MODE\` to the
+app supervisor's \`execve\` (the \`first app exec\` event of \`--debug\`). *cold*: page cache
+dropped, no object materialised and no rendered tree (the image's first start on this host);
+*warm*: the image was started before (objects, rendered tree, access log and page cache kept).
+The baseline extracts the whole ACI with \`tar -x\`, then runs \`/bin/true\` with \`unshare
+--mount --pid --uts --ipc --fork chroot\` (to exit, so it includes a little more).
+
+| image | lazy, cold | lazy, warm | rendered, cold | rendered, warm | tar -x + unshare + chroot |
+|---|---|---|---|---|---|
+${POD_ROWS}
+Target: lazy at 1 GB within 1.5× lazy at 10 MB.
+
+### Pods: page cache and memory
+
+$MOUNTS pods of one image started with \`rkt run --rootfs=lazy\` (one after the first had read the
+file, then the other $((MOUNTS - 1)) together), each reading the same $SHARED_MB MB file once, after
+a cache drop. The store's files (\`fincore\`, as above) grew in the page cache by
+**$PCACHE_MB MB** ($PRATIO × one copy; target ≤ 1.1×): **$PFIRST_MB MB** while the first pod
+started and read it (materialising the object; the pack pages it was read from are dropped with
+\`posix_fadvise(DONTNEED)\`), **$PREST_MB MB** for the other $((MOUNTS - 1)) pods together (their
+passthrough reads hit the one object). System-wide \`Cached\` grew by $PSYS_MB MB (the \`rkt\`
+binary, the pods' directories, and other work on the shared machine).
+Each pod's supervisor is one process (\`rkt run\`: pod lock, signal forwarding, metadata
+service and the FUSE server threads): PSS **$POD_PSS_MEAN MiB** on average (largest PSS
+$POD_PSS KiB, largest RSS $POD_RSS KiB — RSS counts the shared pages of the \`rkt\` binary
+and libraries in every pod); target < 5 MiB per pod.
+
+Not measured yet (see docs/lazy-rootfs.md): casync comparison and \`rkt image gc\` with 1,000
+images.
 EOF
 } >"$W/section.md"
 python3 benches/section.py lazy "$OUT" <"$W/section.md"

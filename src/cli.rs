@@ -140,6 +140,9 @@ pub struct RunPreparedArgs {
     /// /etc/hosts entries IP=HOST[,IP=HOST], or host
     #[arg(long = "hosts-entry")]
     pub hosts_entry: Vec<String>,
+    /// change how the apps' root filesystems are assembled: lazy, rendered or copy
+    #[arg(long)]
+    pub rootfs: Option<String>,
     /// time apps get between SIGTERM and SIGKILL when the pod stops
     #[arg(long = "stop-timeout", default_value = "10s", value_parser = crate::duration::parse)]
     pub stop_timeout: std::time::Duration,

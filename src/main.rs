@@ -37,7 +37,8 @@ fn main() -> ExitCode {
 
 fn init_tracing(debug: bool) {
     let filter = if debug {
-        tracing_subscriber::EnvFilter::new("debug")
+        // fuser logs every FUSE request at debug: a lazy pod would drown the start phases.
+        tracing_subscriber::EnvFilter::new("debug,fuser=warn")
     } else {
         tracing_subscriber::EnvFilter::try_from_env("RKT_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
@@ -45,6 +46,7 @@ fn init_tracing(debug: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -80,7 +80,13 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
             )));
         }
     }
-    let code = wait_child(spawn(&app.exec, &id, ctx.console)?, ctx)?;
+    let child = spawn(&app.exec, &id, ctx.console)?;
+    tracing::debug!(
+        app = name,
+        since_pod_start_ms = ctx.started_at.elapsed().as_secs_f64() * 1000.0,
+        "first app exec"
+    );
+    let code = wait_child(child, ctx)?;
     if let Some(h) = handler(app, "post-stop") {
         match spawn(h, &id, None).and_then(|p| wait_child(p, ctx)) {
             Ok(0) => {}

@@ -11,12 +11,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{Context, Result, RunnerError};
+use crate::gate::GateWaiter;
 use crate::pods::write_atomic;
 use crate::run::PodContext;
 use crate::signals;
 
-pub(crate) fn main(ctx: &PodContext) -> ! {
-    let code = match run(ctx) {
+/// `gate`: for lazy pods, where init waits until the supervisor has mounted the lazy trees.
+pub(crate) fn main(ctx: &PodContext, gate: Option<GateWaiter>) -> ! {
+    let code = match run(ctx, gate) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("rkt: pod init: {e}");
@@ -26,7 +28,7 @@ pub(crate) fn main(ctx: &PodContext) -> ! {
     signals::exit_now(code)
 }
 
-fn run(ctx: &PodContext) -> Result<i32> {
+fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl(PDEATHSIG)".into())?;
     if let Some(ns) = &ctx.opts.netns {
         join_netns(&ctx.dir.join(ns))?;
@@ -44,6 +46,14 @@ fn run(ctx: &PodContext) -> Result<i32> {
     // (attached in the app's process); everything else reads /dev/null.
     if !ctx.opts.interactive || ctx.console.is_some() {
         null_stdin()?;
+    }
+    if let Some(gate) = gate {
+        let t0 = std::time::Instant::now();
+        gate.wait()?;
+        tracing::debug!(
+            waited_ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "pod init: lazy root filesystems ready"
+        );
     }
     let mut live: BTreeMap<Pid, String> = BTreeMap::new();
     for app in &ctx.manifest.apps {
@@ -123,6 +133,9 @@ fn null_stdin() -> Result<()> {
 fn mount_overlay(dir: &Path) -> Result<()> {
     let lower = std::fs::read_to_string(dir.join("lower"))
         .ctx(|| format!("reading {}", dir.join("lower").display()))?;
+    // A relative lower dir (the lazy tree) is inside the app's directory, which moves with the
+    // pod's state.
+    let lower = path_str(&dir.join(lower.trim()))?;
     let upper = dir.join("upper");
     let work = dir.join("work");
     let paths = [

@@ -12,15 +12,18 @@ pub mod inroot;
 pub mod mounts;
 pub mod pods;
 pub mod prepare;
+pub mod rootfs;
 pub mod run;
 pub mod users;
 
 mod app;
 mod console;
+mod gate;
 mod init;
 mod signals;
 
 pub use error::{Result, RunnerError};
 pub use pods::{Pod, PodState, Pods};
 pub use prepare::{AppSpec, MountSpec, PodSpec};
+pub use rootfs::RootfsMode;
 pub use run::{EtcFile, RunOptions, DEFAULT_STOP_GRACE};

@@ -333,6 +333,14 @@ impl Pod {
         self.root.join(self.state_dir).join(&self.uuid)
     }
 
+    /// The data directory (`--dir`) the pod belongs to: the image store's directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Whether this process holds the pod's lock.
     pub fn is_locked_by_us(&self) -> bool {
         self.lock.is_some()
@@ -469,6 +477,11 @@ impl Pod {
     /// Unmount everything below the pod directory and remove it.
     fn destroy(&mut self) -> Result<()> {
         let dir = self.dir();
+        // Lazy trees of a pod whose supervisor was killed: abort their dead FUSE connections
+        // (so nothing blocks on them) and detach them with the overlays above them.
+        rkt_lazyfs::unmount_under(&dir).map_err(|e| {
+            RunnerError::Invalid(format!("unmounting below {}: {e}", dir.display()))
+        })?;
         // A teardown error keeps the directory (and its network record) for the next try.
         rkt_net::PodNetwork::teardown_from_dir(&dir)?;
         crate::mounts::unmount_below(&dir)?;

@@ -14,6 +14,7 @@ use rkt_store::Store;
 use crate::env::{merge, Vars};
 use crate::error::{Context, Result, RunnerError};
 use crate::pods::{self, write_atomic, Pod, Pods};
+use crate::rootfs::{lazy_mountpoint, RootfsMode};
 
 /// `--mount volume=NAME,target=/path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +79,8 @@ pub struct PodSpec {
     pub inherited_env: Vars,
     pub set_env_file: Vars,
     pub set_env: Vars,
-    pub no_overlay: bool,
+    /// How the apps' root filesystems are assembled (`--rootfs`; `--no-overlay` is `Copy`).
+    pub rootfs: RootfsMode,
 }
 
 /// Prepare a new pod. It is returned locked in `prepare/`; the caller moves it on. `on_uuid`
@@ -110,27 +112,9 @@ fn fill(store: &mut Store, pod: &Pod, spec: &PodSpec) -> Result<()> {
     let ids: Vec<&str> = spec.apps.iter().map(|a| a.image_id.as_str()).collect();
     write_atomic(&pod.dir().join("images"), ids.join("\n").as_bytes())?;
     let manifest = build_manifest(store, spec)?;
-    let overlay = !spec.no_overlay && overlay_supported();
-    if !spec.no_overlay && !overlay {
-        tracing::warn!(
-            "disabling overlay support: overlay is not in /proc/filesystems; copying rootfs"
-        );
-    }
+    let mode = effective_mode(spec.rootfs)?;
     create_volumes(pod, &manifest)?;
-    for app in &manifest.apps {
-        let id = app
-            .image
-            .id
-            .as_ref()
-            .map(|i| i.as_str())
-            .unwrap_or_default();
-        app_rootfs(store, pod, app.name.as_str(), id, overlay)?;
-    }
-    let options = serde_json::json!({ "overlay": overlay });
-    write_atomic(
-        &pod.dir().join(pods::OPTIONS_FILE),
-        options.to_string().as_bytes(),
-    )?;
+    set_rootfs(store, pod, &manifest, mode)?;
     write_atomic(
         &pod.dir().join(pods::CREATED_FILE),
         pods::now_rfc3339().as_bytes(),
@@ -140,6 +124,84 @@ fn fill(store: &mut Store, pod: &Pod, spec: &PodSpec) -> Result<()> {
         &pod.dir().join(pods::MANIFEST_FILE),
         manifest.to_json_pretty().as_bytes(),
     )
+}
+
+/// The mode a pod can use on this host: overlay modes fall back to `copy` without overlayfs
+/// (as rkt did); `lazy` needs /dev/fuse.
+fn effective_mode(asked: RootfsMode) -> Result<RootfsMode> {
+    if asked.uses_overlay() && !overlay_supported() {
+        tracing::warn!(
+            "disabling overlay support: overlay is not in /proc/filesystems; copying rootfs"
+        );
+        return Ok(RootfsMode::Copy);
+    }
+    if asked == RootfsMode::Lazy && !Path::new("/dev/fuse").exists() {
+        return Err(RunnerError::Invalid(
+            "--rootfs=lazy needs /dev/fuse (modprobe fuse), or use --rootfs=rendered".into(),
+        ));
+    }
+    Ok(asked)
+}
+
+/// Assemble (or, for `lazy`, lay out) every app's rootfs for `mode` and record the mode in
+/// `options.json`. `run-prepared --rootfs=…` calls it again to change a prepared pod's mode.
+pub fn set_rootfs(
+    store: &mut Store,
+    pod: &Pod,
+    manifest: &PodManifest,
+    mode: RootfsMode,
+) -> Result<()> {
+    let span = tracing::debug_span!("rootfs.prepare", mode = mode.as_str());
+    let _enter = span.enter();
+    let t0 = std::time::Instant::now();
+    for app in &manifest.apps {
+        let id = app
+            .image
+            .id
+            .as_ref()
+            .map(|i| i.as_str())
+            .unwrap_or_default();
+        app_rootfs(store, pod, app.name.as_str(), id, mode)?;
+    }
+    let options = serde_json::json!({ "overlay": mode.uses_overlay(), "rootfs": mode.as_str() });
+    write_atomic(
+        &pod.dir().join(pods::OPTIONS_FILE),
+        options.to_string().as_bytes(),
+    )?;
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_secs_f64() * 1000.0,
+        "app root filesystems prepared"
+    );
+    Ok(())
+}
+
+/// The rootfs mode recorded in a pod's `options.json` (pods prepared before `--rootfs` existed
+/// only say whether they use overlayfs).
+pub fn recorded_mode(pod: &Pod) -> RootfsMode {
+    let v = pod
+        .read_text(pods::OPTIONS_FILE)
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let Some(v) = v else {
+        return RootfsMode::Copy;
+    };
+    if let Some(mode) = v["rootfs"].as_str().and_then(|m| m.parse().ok()) {
+        return mode;
+    }
+    if v["overlay"].as_bool() == Some(true) {
+        RootfsMode::Rendered
+    } else {
+        RootfsMode::Copy
+    }
+}
+
+/// Change the rootfs mode of a prepared pod that this process holds locked.
+pub fn change_rootfs(store: &mut Store, pod: &Pod, asked: RootfsMode) -> Result<()> {
+    let mode = effective_mode(asked)?;
+    if mode == recorded_mode(pod) {
+        return Ok(());
+    }
+    let manifest = pod.manifest()?;
+    set_rootfs(store, pod, &manifest, mode)
 }
 
 fn overlay_supported() -> bool {
@@ -351,23 +413,36 @@ fn create_volumes(pod: &Pod, m: &PodManifest) -> Result<()> {
     Ok(())
 }
 
-/// The app's rootfs: overlayfs over the store's rendered tree (recorded in `lower`, mounted at
-/// run time), or a rendered copy.
-fn app_rootfs(store: &mut Store, pod: &Pod, name: &str, id: &str, overlay: bool) -> Result<()> {
+/// The app's rootfs: overlayfs (mounted at run time) over the store's rendered tree or over
+/// the app's lazy tree (the lower dir is recorded in `lower`), or a rendered copy.
+fn app_rootfs(store: &mut Store, pod: &Pod, name: &str, id: &str, mode: RootfsMode) -> Result<()> {
     let dir = pod.dir().join("apps").join(name);
     let rootfs = dir.join("rootfs");
-    if overlay {
-        let tree = store.rendered_tree(id)?;
-        for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
-            std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+    let lower = match mode {
+        RootfsMode::Rendered => store.rendered_tree(id)?.join("rootfs"),
+        RootfsMode::Lazy => {
+            let at = lazy_mountpoint(&pod.dir(), name);
+            std::fs::create_dir_all(&at).ctx(|| format!("creating {}", at.display()))?;
+            // Relative to the app's directory: the pod directory moves between states.
+            at.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(at)
         }
-        let lower = tree.join("rootfs");
-        write_atomic(&dir.join("lower"), path_text(&lower)?.as_bytes())
-    } else {
-        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        store.render_image(id, &rootfs, true)?;
-        Ok(())
+        RootfsMode::Copy => {
+            std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+            if is_empty_dir(&rootfs) {
+                std::fs::remove_dir(&rootfs).ctx(|| format!("removing {}", rootfs.display()))?;
+            }
+            store.render_image(id, &rootfs, true)?;
+            return Ok(());
+        }
+    };
+    for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
+        std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
     }
+    write_atomic(&dir.join("lower"), path_text(&lower)?.as_bytes())
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
 
 fn path_text(p: &Path) -> Result<String> {

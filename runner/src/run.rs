@@ -72,6 +72,8 @@ pub(crate) struct PodContext {
     pub supervisor: nix::unistd::Pid,
     /// `--interactive` on a terminal: the app's pseudo-terminal.
     pub console: Option<crate::console::ConsoleFds>,
+    /// When the supervisor began starting the pod (for `--debug` phase timings).
+    pub started_at: std::time::Instant,
 }
 
 /// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
@@ -96,11 +98,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
             "--interactive needs a pod with exactly one app".into(),
         ));
     }
-    let overlay = pod
-        .read_text(pods::OPTIONS_FILE)
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["overlay"].as_bool())
-        .unwrap_or(false);
+    let mode = crate::prepare::recorded_mode(pod);
     pod.move_to(pods::RUN)?;
     let console = match opts.interactive {
         true => Console::open_if_terminal()?,
@@ -113,22 +111,47 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
             .clone()
             .unwrap_or_else(|| format!("rkt-{}", pod.uuid)),
         manifest,
-        overlay,
+        overlay: mode.uses_overlay(),
         opts: opts.clone(),
         supervisor: nix::unistd::getpid(),
         console: console.as_ref().map(Console::fds),
+        started_at: std::time::Instant::now(),
     };
     pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
     pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
+    // Lazy pods: the mount points are made shared here, while this process is still
+    // single-threaded; the FUSE trees (server threads) are mounted right after init exists
+    // and propagate into its mount namespace; init waits at the gate until they are there.
+    let points = lazy_mount_points(&ctx, mode)?;
+    let gate = points.as_ref().map(|_| crate::gate::gate()).transpose()?;
+    let (opener, waiter) = match gate {
+        Some((o, w)) => (Some(o), Some(w)),
+        None => (None, None),
+    };
+    let t_init = std::time::Instant::now();
     signals::block()?;
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
     let Some(init) = signals::clone_process(flags)? else {
-        crate::init::main(&ctx);
+        drop(opener);
+        crate::init::main(&ctx, waiter);
     };
+    drop(waiter);
     pod.write_text(pods::PID_FILE, &init.to_string())?;
+    tracing::debug!(
+        elapsed_ms = t_init.elapsed().as_secs_f64() * 1000.0,
+        "pod init started"
+    );
+    let lazy = match serve_lazy(pod, &ctx, points, opener) {
+        Ok(lazy) => lazy,
+        Err(e) => {
+            // init gave up at the gate (or is told to now); reap it before reporting.
+            let _ = supervise(init, opts.stop_grace, None);
+            return Err(e);
+        }
+    };
     let relay = console.and_then(|c| match c.relay() {
         Ok(r) => Some(r),
         Err(e) => {
@@ -142,9 +165,50 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
     if let Some(r) = relay {
         r.finish();
     }
+    drop(lazy);
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
+}
+
+/// Make the lazy mount points of a `--rootfs=lazy` pod shared (None for other modes).
+fn lazy_mount_points(
+    ctx: &PodContext,
+    mode: crate::RootfsMode,
+) -> Result<Option<crate::rootfs::LazyMounts>> {
+    if mode != crate::RootfsMode::Lazy {
+        return Ok(None);
+    }
+    crate::rootfs::LazyMounts::prepare(&ctx.dir, &ctx.manifest).map(Some)
+}
+
+/// Mount the lazy trees at their prepared points, then open init's gate (or tell init to give
+/// up, on error).
+fn serve_lazy(
+    pod: &Pod,
+    ctx: &PodContext,
+    points: Option<crate::rootfs::LazyMounts>,
+    opener: Option<crate::gate::GateOpener>,
+) -> Result<Option<crate::rootfs::LazyMounts>> {
+    let (Some(mut mounts), Some(opener)) = (points, opener) else {
+        return Ok(None);
+    };
+    let span = tracing::debug_span!("pod.mount_rootfs", mode = "lazy");
+    let _enter = span.enter();
+    let t0 = std::time::Instant::now();
+    if let Err(e) = mounts.mount(&pod.data_dir(), &ctx.manifest) {
+        opener.fail();
+        return Err(e);
+    }
+    if let Err(e) = opener.open() {
+        // init is gone already; supervising it reports how it ended.
+        tracing::warn!(error = %e, "the pod's init did not wait for its root filesystems");
+    }
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_secs_f64() * 1000.0,
+        "lazy root filesystems mounted"
+    );
+    Ok(Some(mounts))
 }
 
 /// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period. With

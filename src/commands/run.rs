@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use rkt_runner::env::{parse_assignment, parse_env_file, Vars};
 use rkt_runner::pods::PREPARED;
-use rkt_runner::{AppSpec, MountSpec, PodSpec, PodState, RunOptions};
+use rkt_runner::{AppSpec, MountSpec, PodSpec, PodState, RootfsMode, RunOptions};
 use rkt_store::schema::{AcName, Volume};
 
 use super::pod_net::{self, NetFlags};
@@ -43,13 +43,23 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         }
         None => false,
     };
+    let rootfs = rootfs_mode(parsed.pod.rootfs.as_deref(), parsed.pod.no_overlay)?;
     let mut store = open_store(global)?;
     let mut apps = Vec::new();
-    for a in &parsed.apps {
-        let id = fetch::image_for_pod(global, insecure, &mut store, &a.image)?;
-        apps.push(app_spec(a, id)?);
+    {
+        let span = tracing::debug_span!("pod.resolve_images");
+        let _enter = span.enter();
+        let t0 = std::time::Instant::now();
+        for a in &parsed.apps {
+            let id = fetch::image_for_pod(global, insecure, &mut store, &a.image)?;
+            apps.push(app_spec(a, id)?);
+        }
+        tracing::debug!(elapsed_ms = ms(t0), "images resolved");
     }
-    let spec = pod_spec(&parsed.pod, apps)?;
+    let spec = pod_spec(&parsed.pod, apps, rootfs)?;
+    let span = tracing::debug_span!("pod.prepare", rootfs = rootfs.as_str());
+    let prepare_span = span.enter();
+    let t0 = std::time::Instant::now();
     let pods = pods(global);
     let save = parsed.pod.uuid_file_save.clone();
     let mut pod = rkt_runner::prepare::prepare(&mut store, &pods, &spec, |uuid| {
@@ -61,6 +71,8 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         }
         Ok(())
     })?;
+    tracing::debug!(elapsed_ms = ms(t0), "pod prepared");
+    drop(prepare_span);
     if prepare_only {
         drop(store);
         let saved = parsed.pod.net.save(&pod);
@@ -128,7 +140,12 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
         stop_grace: args.stop_timeout,
         ..RunOptions::default()
     };
-    let store = open_store(global)?;
+    let mut store = open_store(global)?;
+    if let Some(text) = &args.rootfs {
+        let mode: RootfsMode = text.parse()?;
+        rkt_runner::prepare::change_rootfs(&mut store, &pod, mode)
+            .with_context(|| format!("cannot switch pod {} to --rootfs={mode}", pod.uuid))?;
+    }
     let gathered = super::metadata::gather(global, &store, &pod)?;
     drop(store);
     let bound = network_and_metadata(&net, &pod, gathered, &mut opts)?;
@@ -146,6 +163,28 @@ fn discard_on_error<T>(
         let _ = pods.remove(&pod.uuid);
     }
     r
+}
+
+/// `--rootfs=lazy|rendered|copy`; `--no-overlay` means copy. The default is `lazy` where the
+/// host has /dev/fuse, else `rendered` (docs/lazy-rootfs.md says why).
+fn rootfs_mode(flag: Option<&str>, no_overlay: bool) -> Result<RootfsMode> {
+    match (flag, no_overlay) {
+        (None, false) => Ok(RootfsMode::host_default()),
+        (None, true) => Ok(RootfsMode::Copy),
+        (Some(text), no_overlay) => {
+            let mode: RootfsMode = text.parse()?;
+            if no_overlay && mode != RootfsMode::Copy {
+                bail!(
+                    "--no-overlay means --rootfs=copy; it cannot be combined with --rootfs={mode}"
+                );
+            }
+            Ok(mode)
+        }
+    }
+}
+
+fn ms(t0: std::time::Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1000.0
 }
 
 fn stop_grace(text: Option<&str>) -> Result<std::time::Duration> {
@@ -200,7 +239,7 @@ fn assignments(items: &[String], flag: &str) -> Result<Vars> {
     Ok(out)
 }
 
-fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>) -> Result<PodSpec> {
+fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>, rootfs: RootfsMode) -> Result<PodSpec> {
     let mut volumes = Vec::new();
     let mut mounts: Vec<MountSpec> = p
         .mounts
@@ -234,7 +273,7 @@ fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>) -> Result<PodSpec> {
         },
         set_env_file,
         set_env: assignments(&p.set_env, "--set-env")?,
-        no_overlay: p.no_overlay,
+        rootfs,
     })
 }
 

@@ -27,6 +27,8 @@ struct ChunkLoc {
 pub(crate) struct Reader<'a> {
     conn: &'a Connection,
     packs: &'a PackReader,
+    /// Tell the kernel to drop the pack pages a chunk was read from, once used.
+    drop_pack_pages: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -34,7 +36,15 @@ impl<'a> Reader<'a> {
         Reader {
             conn: &store.conn,
             packs: &store.packs,
+            drop_pack_pages: false,
         }
+    }
+
+    /// For materialising objects: the file's bytes will live on in the object's own page
+    /// cache, so the pack pages they came from only double the memory a pod's start costs.
+    pub(crate) fn dropping_pack_pages(mut self) -> Self {
+        self.drop_pack_pages = true;
+        self
     }
 
     fn chunks(&self, file: &FileId) -> Result<Vec<ChunkLoc>> {
@@ -125,8 +135,14 @@ impl<'a> Reader<'a> {
         }
         let mut hasher = blake3::Hasher::new();
         let mut n = 0u64;
+        let mut dropper = self
+            .drop_pack_pages
+            .then(|| PackPageDropper::new(self.packs));
         for c in &chunks {
             let data = self.chunk(c)?;
+            if let Some(d) = &mut dropper {
+                d.used(&c.pack, c.offset, c.clen as u64);
+            }
             hasher.update(&data);
             n += data.len() as u64;
             out.write_all(&data)
@@ -139,6 +155,65 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(n)
+    }
+}
+
+/// Large folios: the page cache may hold a pack in folios of up to 2 MiB, and the kernel only
+/// drops a folio that an advised range covers whole.
+const DROP_ALIGN: u64 = 2 << 20;
+
+/// Drops the pack pages a file's chunks were read from, in spans aligned outward to
+/// [`DROP_ALIGN`] (a chunk-sized range would leave every large folio it only partly covers).
+/// Pages of neighbouring data dropped with them are only cache.
+struct PackPageDropper<'a> {
+    packs: &'a PackReader,
+    /// (pack, start, end) of the chunks used and not dropped yet.
+    span: Option<(String, u64, u64)>,
+}
+
+impl<'a> PackPageDropper<'a> {
+    fn new(packs: &'a PackReader) -> Self {
+        PackPageDropper { packs, span: None }
+    }
+
+    /// `len` bytes at `offset` of `pack` were read and are not needed again.
+    fn used(&mut self, pack: &str, offset: u64, len: u64) {
+        let end = offset.saturating_add(len);
+        match &mut self.span {
+            Some((p, s, e))
+                if p == pack && offset >= *s && offset <= e.saturating_add(DROP_ALIGN) =>
+            {
+                *e = (*e).max(end);
+            }
+            _ => {
+                self.flush();
+                self.span = Some((pack.to_string(), offset, end));
+            }
+        }
+        // Drop whole aligned spans as they complete, so a large file never keeps its pack
+        // pages cached until the end.
+        if let Some((p, s, e)) = &mut self.span {
+            let cut = *e / DROP_ALIGN * DROP_ALIGN;
+            let from = *s / DROP_ALIGN * DROP_ALIGN;
+            if cut >= from + 4 * DROP_ALIGN {
+                self.packs.drop_pages(p, from, cut - from);
+                *s = cut;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((p, s, e)) = self.span.take() {
+            let from = s / DROP_ALIGN * DROP_ALIGN;
+            let to = e.div_ceil(DROP_ALIGN).saturating_mul(DROP_ALIGN);
+            self.packs.drop_pages(&p, from, to - from);
+        }
+    }
+}
+
+impl Drop for PackPageDropper<'_> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

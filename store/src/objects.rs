@@ -190,7 +190,9 @@ impl Store {
             .open(tmp)
             .ctx(|| format!("creating {}", tmp.display()))?;
         let mut w = BufWriter::with_capacity(1 << 20, &f);
-        Reader::new(self).write_file(file, None, &mut w)?;
+        Reader::new(self)
+            .dropping_pack_pages()
+            .write_file(file, None, &mut w)?;
         w.flush().ctx(|| format!("writing {}", tmp.display()))?;
         drop(w);
         f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;

@@ -142,6 +142,25 @@ impl PackReader {
     }
 }
 
+impl PackReader {
+    /// Advise the kernel that `len` bytes at `offset` of `pack` (already read) are not needed
+    /// again soon (`POSIX_FADV_DONTNEED`): clean pages leave the page cache. Best effort.
+    pub fn drop_pages(&self, pack: &str, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = self.file(pack) else { return };
+        let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return;
+        };
+        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open for
+        // the duration of the call (`file` holds it).
+        let rc =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            tracing::debug!(pack, rc, "posix_fadvise(DONTNEED) on a pack failed");
+        }
+    }
+}
+
 /// fsync a directory so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

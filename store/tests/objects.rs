@@ -261,3 +261,71 @@ fn rendered_trees_share_inodes_through_the_object_cache() {
     );
     assert_eq!(std::fs::read(tb.join("rootfs/lib/libx.so")).unwrap(), lib);
 }
+
+/// Bytes of `path` resident in the page cache (mincore over a read-only mapping).
+fn resident_bytes(path: &Path) -> usize {
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    if len == 0 {
+        return 0;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: a private read-only mapping of a file we keep open for the call; it is only
+    // passed to mincore and unmapped before returning, never dereferenced.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `addr` is the mapping of `len` bytes made above, `vec` has one byte per page.
+    let rc = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    // SAFETY: unmapping exactly the mapping made above.
+    unsafe { libc::munmap(addr, len) };
+    assert_eq!(rc, 0);
+    vec.iter().filter(|b| **b & 1 == 1).count() * page
+}
+
+#[test]
+fn materialising_drops_the_pack_pages_it_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&tmp.path().join("store")).unwrap();
+    let data = noise(24 << 20, 9);
+    let id = import(
+        &mut store,
+        tmp.path(),
+        "example.com/big",
+        &[("big", data, 0o644)],
+    );
+    let packs: Vec<_> = std::fs::read_dir(tmp.path().join("store/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // Everything the import wrote is cached (written pages, then read back).
+    let before: usize = packs
+        .iter()
+        .map(|p| {
+            std::fs::read(p).unwrap();
+            resident_bytes(p)
+        })
+        .sum();
+    assert!(before >= 20 << 20, "pack pages cached before: {before}");
+    let object = store.materialize(&file_id(&store, &id, "big")).unwrap();
+    let after: usize = packs.iter().map(|p| resident_bytes(p)).sum();
+    // Only partly covered large folios at the ends of the span may stay.
+    assert!(
+        after <= 4 << 20,
+        "{after} bytes of the pack stayed cached after materialising (of {before})"
+    );
+    assert!(
+        resident_bytes(&object) >= 20 << 20,
+        "the object's pages are the cache"
+    );
+}
