@@ -338,7 +338,7 @@ fn rootfs_flag_is_checked() {
         ],
     );
     assert!(e.contains("--no-overlay means --rootfs=copy"), "{e}");
-    // Without --rootfs a pod is lazy (the default, docs/lazy-rootfs.md).
+    // Without --rootfs, a pod of an image with no rendered tree is lazy (docs/lazy-rootfs.md).
     let uuid = rkt_ok(
         &dir,
         &[
@@ -386,6 +386,23 @@ fn rootfs_flag_is_checked() {
     );
     let options = std::fs::read_to_string(pod_dir(&dir, uuid).join("options.json")).unwrap();
     assert!(options.contains(r#""rootfs":"lazy""#), "{options}");
+    // Once the image's tree is rendered, the default takes it: the faster warm start.
+    let uuid = rkt_ok(
+        &dir,
+        &[
+            "--insecure-options=image",
+            "prepare",
+            "--volume=out,kind=empty",
+            a,
+        ],
+    );
+    let options = std::fs::read_to_string(
+        dir.join("pods/prepared")
+            .join(uuid.trim())
+            .join("options.json"),
+    )
+    .unwrap();
+    assert!(options.contains(r#""rootfs":"rendered""#), "{options}");
 }
 
 /// The supervisor serves the lazy trees from threads, and the pod's init is forked from it

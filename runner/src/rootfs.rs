@@ -19,8 +19,8 @@ use crate::error::{Context, Result, RunnerError};
 /// A pod's rootfs mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RootfsMode {
-    /// A lazy FUSE tree under overlayfs (the default where the host has /dev/fuse; chosen by
-    /// measurement, see docs/lazy-rootfs.md).
+    /// A lazy FUSE tree under overlayfs (the default for images not rendered yet; see
+    /// [`RootfsMode::default_for`]).
     #[default]
     Lazy,
     /// The store's shared rendered tree under overlayfs.
@@ -38,14 +38,20 @@ impl RootfsMode {
         }
     }
 
-    /// The mode of a pod started without `--rootfs`: `lazy`, or `rendered` on a host without
-    /// /dev/fuse (where `lazy` cannot work).
-    pub fn host_default() -> RootfsMode {
-        if Path::new("/dev/fuse").exists() {
-            RootfsMode::Lazy
-        } else {
+    /// The mode of a pod started without `--rootfs`, picked by measurement (docs/lazy-rootfs.md,
+    /// docs/benchmarks.md): when every image of the pod already has its shared rendered tree,
+    /// `rendered` (the fastest warm start: no FUSE mount, no server threads); otherwise `lazy`
+    /// (a cold start that does not grow with the image, where rendering first costs seconds per
+    /// gigabyte); `rendered` on a host without /dev/fuse, where `lazy` cannot work.
+    pub fn default_for(store: &rkt_store::Store, image_ids: &[&str]) -> RootfsMode {
+        if !Path::new("/dev/fuse").exists() {
             tracing::info!("no /dev/fuse: pods start on rendered trees (--rootfs=rendered)");
+            return RootfsMode::Rendered;
+        }
+        if image_ids.iter().all(|id| store.has_rendered_tree(id)) {
             RootfsMode::Rendered
+        } else {
+            RootfsMode::Lazy
         }
     }
 

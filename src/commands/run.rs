@@ -43,7 +43,7 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         }
         None => false,
     };
-    let rootfs = rootfs_mode(parsed.pod.rootfs.as_deref(), parsed.pod.no_overlay)?;
+    let asked = rootfs_mode(parsed.pod.rootfs.as_deref(), parsed.pod.no_overlay)?;
     let mut store = open_store(global)?;
     let mut apps = Vec::new();
     {
@@ -56,6 +56,10 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         }
         tracing::debug!(elapsed_ms = ms(t0), "images resolved");
     }
+    let rootfs = asked.unwrap_or_else(|| {
+        let ids: Vec<&str> = apps.iter().map(|a| a.image_id.as_str()).collect();
+        RootfsMode::default_for(&store, &ids)
+    });
     let spec = pod_spec(&parsed.pod, apps, rootfs)?;
     let span = tracing::debug_span!("pod.prepare", rootfs = rootfs.as_str());
     let prepare_span = span.enter();
@@ -165,12 +169,12 @@ fn discard_on_error<T>(
     r
 }
 
-/// `--rootfs=lazy|rendered|copy`; `--no-overlay` means copy. The default is `lazy` where the
-/// host has /dev/fuse, else `rendered` (docs/lazy-rootfs.md says why).
-fn rootfs_mode(flag: Option<&str>, no_overlay: bool) -> Result<RootfsMode> {
+/// `--rootfs=lazy|rendered|copy`; `--no-overlay` means copy. None: neither flag, so the mode
+/// is picked once the images are known ([`RootfsMode::default_for`]).
+fn rootfs_mode(flag: Option<&str>, no_overlay: bool) -> Result<Option<RootfsMode>> {
     match (flag, no_overlay) {
-        (None, false) => Ok(RootfsMode::host_default()),
-        (None, true) => Ok(RootfsMode::Copy),
+        (None, false) => Ok(None),
+        (None, true) => Ok(Some(RootfsMode::Copy)),
         (Some(text), no_overlay) => {
             let mode: RootfsMode = text.parse()?;
             if no_overlay && mode != RootfsMode::Copy {
@@ -178,7 +182,7 @@ fn rootfs_mode(flag: Option<&str>, no_overlay: bool) -> Result<RootfsMode> {
                     "--no-overlay means --rootfs=copy; it cannot be combined with --rootfs={mode}"
                 );
             }
-            Ok(mode)
+            Ok(Some(mode))
         }
     }
 }

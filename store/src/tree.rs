@@ -177,6 +177,12 @@ impl Store {
         self.trees_dir().join(id.trim_start_matches("sha512-"))
     }
 
+    /// Whether the image's shared rendered tree exists and is complete (see
+    /// [`Store::rendered_tree`]).
+    pub fn has_rendered_tree(&self, id: &str) -> bool {
+        self.tree_dir(id).join(RENDERED_MARKER).exists()
+    }
+
     /// The image rendered with its dependencies, once, under `trees/`, shared read-only by
     /// every pod of that image (as an overlayfs lower directory). Concurrent callers wait for
     /// one render; a render killed half way is redone.
