@@ -390,6 +390,11 @@ fn sigterm_to_every_process_at_once_like_systemd() {
     nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let out = sup.0.take().unwrap().wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", describe("run", &out));
-    assert_eq!(std::fs::read_to_string(vol.join("post")).unwrap(), "post\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("post")).ok().as_deref(),
+        Some("post\n"),
+        "the post-stop handler did not run: {}",
+        describe("run", &out)
+    );
     assert!(rkt_ok(&dir, &["status", &uuid]).contains("app-handlers=3\n"));
 }

@@ -73,7 +73,7 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     pivot(&rootfs)?;
     let id = identity(app, name, ctx)?;
     if let Some(h) = handler(app, "pre-start") {
-        let code = wait_child(spawn(h, &id, None)?, ctx)?;
+        let code = wait_child(spawn(h, &id, None)?, ctx, OnStop::Terminate)?;
         if code != 0 {
             return Err(RunnerError::Invalid(format!(
                 "pre-start handler exited with status {code}"
@@ -86,9 +86,9 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
         since_pod_start_ms = ctx.started_at.elapsed().as_secs_f64() * 1000.0,
         "first app exec"
     );
-    let code = wait_child(child, ctx)?;
+    let code = wait_child(child, ctx, OnStop::Terminate)?;
     if let Some(h) = handler(app, "post-stop") {
-        match spawn(h, &id, None).and_then(|p| wait_child(p, ctx)) {
+        match spawn(h, &id, None).and_then(|p| wait_child(p, ctx, OnStop::LetFinish)) {
             Ok(0) => {}
             Ok(c) => eprintln!("rkt: app {name}: post-stop handler exited with status {c}"),
             Err(e) => eprintln!("rkt: app {name}: post-stop handler: {e}"),
@@ -416,8 +416,20 @@ fn find_program(exec: &[String], path: &str) -> Result<String> {
         .ok_or_else(|| RunnerError::Invalid(format!("{first} not found in PATH {path}")))
 }
 
-/// Wait for `child`, forwarding stop signals; SIGKILL it after the grace period.
-fn wait_child(child: Pid, ctx: &PodContext) -> Result<i32> {
+/// What a stop signal does to the child being waited for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnStop {
+    /// The app and its pre-start handler: SIGTERM now, SIGKILL after the grace period.
+    Terminate,
+    /// A post-stop handler runs because the app stopped: a stop signal that arrives meanwhile
+    /// (systemd signals every process of the unit, init passes the supervisor's on) must not
+    /// cut it short; it only gets the grace period, then SIGKILL.
+    LetFinish,
+}
+
+/// Wait for `child`, handling stop signals as `on_stop` says; SIGKILL it after the grace period.
+fn wait_child(child: Pid, ctx: &PodContext, on_stop: OnStop) -> Result<i32> {
+    let mut grace_started = false;
     loop {
         match signals::wait()? {
             Signal::SIGCHLD => loop {
@@ -437,9 +449,14 @@ fn wait_child(child: Pid, ctx: &PodContext) -> Result<i32> {
             }
             _ => {
                 STOPPING.store(true, Ordering::Relaxed);
-                let _ = kill(child, Signal::SIGTERM);
-                let secs = u32::try_from(ctx.opts.stop_grace.as_secs()).unwrap_or(u32::MAX);
-                nix::unistd::alarm::set(secs.max(1));
+                if on_stop == OnStop::Terminate {
+                    let _ = kill(child, Signal::SIGTERM);
+                }
+                if on_stop == OnStop::Terminate || !grace_started {
+                    let secs = u32::try_from(ctx.opts.stop_grace.as_secs()).unwrap_or(u32::MAX);
+                    nix::unistd::alarm::set(secs.max(1));
+                    grace_started = true;
+                }
             }
         }
     }
