@@ -18,7 +18,7 @@ use crate::error::{Result, StoreError};
 use crate::import::ImportOutcome;
 use crate::{lock, Store};
 
-const WHITEOUT: &str = ".wh.";
+pub(super) const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
 /// One path of the merged rootfs.
@@ -217,8 +217,23 @@ impl Merged {
 /// Write the squashed ACI: `manifest`, `rootfs`, then `rootfs/<path>` in path order; the first
 /// path of a hard-linked group carries the content, later ones link to it.
 fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Write) -> Result<()> {
+    let root = merged.nodes.get("").cloned().unwrap_or_else(default_root);
+    let rest = merged.nodes.iter().filter(|(p, _)| !p.is_empty());
+    write_tree(store, manifest, &root, rest, out)
+}
+
+/// Write an ACI of `root` and `nodes` (paths other than `""`, in path order): `manifest`,
+/// `rootfs`, then `rootfs/<path>`; the first path of a hard-linked group (nodes sharing an
+/// inode) carries the content, later ones link to it.
+pub(super) fn write_tree<'a>(
+    store: &Store,
+    manifest: &[u8],
+    root: &Node,
+    nodes: impl Iterator<Item = (&'a String, &'a Node)>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let reader = crate::content::Reader::new(store);
-    let io = |e| StoreError::io("writing the squashed image", e);
+    let io = |e| StoreError::io("writing an image", e);
     let mut buf = Vec::with_capacity(64 * 1024);
     tarwrite::header(
         &mut buf,
@@ -239,17 +254,8 @@ fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Writ
     buf.extend_from_slice(manifest);
     tarwrite::pad(&mut buf, manifest.len() as u64);
     let mut first_of_inode: std::collections::HashMap<u64, String> = Default::default();
-    let root = merged.nodes.get("");
-    for (path, node) in std::iter::once((&String::new(), root))
-        .map(|(p, n)| (p, n.cloned().unwrap_or_else(default_root)))
-        .chain(
-            merged
-                .nodes
-                .iter()
-                .filter(|(p, _)| !p.is_empty())
-                .map(|(p, n)| (p, n.clone())),
-        )
-    {
+    let root = std::iter::once((String::new(), root));
+    for (path, node) in root.chain(nodes.map(|(p, n)| (p.clone(), n))) {
         let archive_path = if path.is_empty() {
             "rootfs".to_string()
         } else {
@@ -303,7 +309,7 @@ fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Writ
     out.flush().map_err(io)
 }
 
-fn default_root() -> Node {
+pub(super) fn default_root() -> Node {
     Node {
         kind: EntryKind::Dir,
         mode: 0o755,
