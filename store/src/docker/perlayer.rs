@@ -17,6 +17,7 @@ use std::io::Write;
 
 use sha2::{Digest, Sha512};
 
+use super::layer::LayerEntry;
 use super::squash::{default_root, write_tree, Merged, Node, WHITEOUT};
 use crate::entry::{Entry, EntryKind, FileId};
 use crate::error::{Result, StoreError};
@@ -92,58 +93,11 @@ impl Store {
     /// one is the runnable image.
     pub fn plan_layer_acis(&self, manifest: &[u8], layers: &[String]) -> Result<Vec<LayerAci>> {
         let top_manifest = ImageManifest::parse(manifest)?;
-        if layers.is_empty() {
-            return Err(StoreError::InvalidImage("the image has no layer".into()));
-        }
-        let mut merged = Merged::default();
-        let mut acis = Vec::with_capacity(layers.len());
-        for (k, digest) in layers.iter().enumerate() {
-            let entries = self.layer_entries(digest)?;
-            merged.apply(digest, &entries)?;
-            let paths = entries.iter().map(|e| e.path.as_str()).filter(|p| {
-                let base = p.rsplit('/').next().unwrap_or(p);
-                !base.starts_with(WHITEOUT)
-            });
-            let nodes = snapshot(&merged, paths);
-            let manifest = if k + 1 == layers.len() {
-                top_manifest.clone()
-            } else {
-                lower_manifest(&top_manifest, digest)?
-            };
-            acis.push(LayerAci {
-                digest: digest.clone(),
-                manifest,
-                nodes,
-            });
-        }
-        let lower: Vec<(AcIdentifier, Labels)> = acis[..acis.len() - 1]
+        let layers = layers
             .iter()
-            .map(|a| (a.manifest.name.clone(), a.manifest.labels.clone()))
-            .collect();
-        let top = acis
-            .last_mut()
-            .ok_or_else(|| StoreError::InvalidImage("the image has no layer".into()))?;
-        top.nodes.insert(
-            String::new(),
-            merged.nodes.get("").cloned().unwrap_or_else(default_root),
-        );
-        top.manifest.path_whitelist = merged
-            .nodes
-            .keys()
-            .filter(|p| !p.is_empty())
-            .map(|p| format!("/{p}"))
-            .collect();
-        top.manifest.dependencies = lower
-            .into_iter()
-            .map(|(image_name, labels)| Dependency {
-                image_name,
-                image_id: None,
-                labels,
-                size: 0,
-            })
-            .collect();
-        make_exact(&merged, &mut acis)?;
-        Ok(acis)
+            .map(|d| Ok((d.clone(), self.layer_entries(d)?)))
+            .collect::<Result<Vec<_>>>()?;
+        plan(&top_manifest, &layers)
     }
 
     /// Write `aci` as an uncompressed ACI to `out`; returns its image ID.
@@ -160,6 +114,64 @@ impl Store {
         let digest: [u8; 64] = hashing.hash.finalize().into();
         Ok(ImageId::from_sha512(&digest).to_string())
     }
+}
+
+/// [`Store::plan_layer_acis`] on the layers' entries (base first).
+fn plan(
+    top_manifest: &ImageManifest,
+    layers: &[(String, Vec<LayerEntry>)],
+) -> Result<Vec<LayerAci>> {
+    if layers.is_empty() {
+        return Err(StoreError::InvalidImage("the image has no layer".into()));
+    }
+    let mut merged = Merged::default();
+    let mut acis = Vec::with_capacity(layers.len());
+    for (k, (digest, entries)) in layers.iter().enumerate() {
+        merged.apply(digest, entries)?;
+        let paths = entries.iter().map(|e| e.path.as_str()).filter(|p| {
+            let base = p.rsplit('/').next().unwrap_or(p);
+            !base.starts_with(WHITEOUT)
+        });
+        let nodes = snapshot(&merged, paths);
+        let manifest = if k + 1 == layers.len() {
+            top_manifest.clone()
+        } else {
+            lower_manifest(top_manifest, digest)?
+        };
+        acis.push(LayerAci {
+            digest: digest.clone(),
+            manifest,
+            nodes,
+        });
+    }
+    let lower: Vec<(AcIdentifier, Labels)> = acis[..acis.len() - 1]
+        .iter()
+        .map(|a| (a.manifest.name.clone(), a.manifest.labels.clone()))
+        .collect();
+    let top = acis
+        .last_mut()
+        .ok_or_else(|| StoreError::InvalidImage("the image has no layer".into()))?;
+    top.nodes.insert(
+        String::new(),
+        merged.nodes.get("").cloned().unwrap_or_else(default_root),
+    );
+    top.manifest.path_whitelist = merged
+        .nodes
+        .keys()
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("/{p}"))
+        .collect();
+    top.manifest.dependencies = lower
+        .into_iter()
+        .map(|(image_name, labels)| Dependency {
+            image_name,
+            image_id: None,
+            labels,
+            size: 0,
+        })
+        .collect();
+    make_exact(&merged, &mut acis)?;
+    Ok(acis)
 }
 
 /// The merged nodes of `paths` (as they are now), plus every other path of their hard-link
@@ -404,4 +416,160 @@ fn differences(squash: &Merged, acis: &[LayerAci]) -> Result<HashSet<String>> {
         }
     }
     Ok(wrong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn le(path: &str, kind: EntryKind) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: 7,
+            mtime_nsec: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            file_id: None,
+            sparse: None,
+        }
+    }
+
+    fn file(path: &str, byte: u8) -> LayerEntry {
+        let mut e = le(path, EntryKind::File);
+        e.file_id = Some(hex::encode([byte; 32]));
+        e.size = 1;
+        e
+    }
+
+    fn link(path: &str, target: &str) -> LayerEntry {
+        let mut e = le(path, EntryKind::HardLink);
+        e.link = Some(target.into());
+        e
+    }
+
+    fn dir(path: &str, mode: u32) -> LayerEntry {
+        let mut e = le(path, EntryKind::Dir);
+        e.mode = mode;
+        e
+    }
+
+    fn manifest() -> ImageManifest {
+        ImageManifest::parse(br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"t/app"}"#)
+            .unwrap()
+    }
+
+    fn squash(layers: &[(String, Vec<LayerEntry>)]) -> Merged {
+        let mut m = Merged::default();
+        for (d, e) in layers {
+            m.apply(d, e).unwrap();
+        }
+        m
+    }
+
+    fn layers(l: Vec<Vec<LayerEntry>>) -> Vec<(String, Vec<LayerEntry>)> {
+        l.into_iter()
+            .enumerate()
+            .map(|(i, e)| (format!("sha256:{i:064x}"), e))
+            .collect()
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_become_a_whitelist() {
+        let l = layers(vec![
+            vec![
+                dir("a", 0o755),
+                file("a/x", 1),
+                dir("o", 0o755),
+                file("o/old", 2),
+            ],
+            vec![
+                le("a/.wh.x", EntryKind::File),
+                le("o/.wh..wh..opq", EntryKind::File),
+                file("o/new", 3),
+            ],
+        ]);
+        let acis = plan(&manifest(), &l).unwrap();
+        assert_eq!(acis.len(), 2);
+        let top = &acis[1];
+        assert_eq!(top.manifest.path_whitelist, vec!["/a", "/o", "/o/new"]);
+        assert_eq!(top.manifest.dependencies.len(), 1);
+        assert_eq!(
+            acis[0].manifest.name.as_str(),
+            format!("t/app-sha256-{:064x}", 0)
+        );
+        assert!(acis[0].manifest.app.is_none());
+        // No whiteout file is written, the lower layer keeps its own files.
+        assert!(top.paths().all(|p| !p.contains(".wh.")));
+        assert_eq!(
+            acis[0].paths().collect::<Vec<_>>(),
+            vec!["a", "a/x", "o", "o/old"]
+        );
+        assert!(differences(&squash(&l), &acis).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_implicitly_recreated_directory_is_fixed_in_the_top_aci() {
+        let l = layers(vec![
+            vec![dir("d", 0o700), file("d/a", 1)],
+            vec![le(".wh.d", EntryKind::File), file("d/b", 2)],
+        ]);
+        let merged = squash(&l);
+        let mut acis = plan(&manifest(), &l).unwrap();
+        assert!(differences(&merged, &acis).unwrap().is_empty());
+        // The squash re-creates d as 0755; the base layer's 0700 d would win without the fix.
+        assert_eq!(acis[1].nodes["d"].mode, 0o755);
+        acis[1].nodes.remove("d");
+        let wrong = differences(&merged, &acis).unwrap();
+        assert!(wrong.contains("d"), "{wrong:?}");
+    }
+
+    #[test]
+    fn hard_link_groups_across_layers_stay_together() {
+        let l = layers(vec![
+            vec![file("f", 1)],
+            vec![link("h1", "f")],
+            vec![link("h2", "f"), file("g", 2)],
+        ]);
+        let merged = squash(&l);
+        let acis = plan(&manifest(), &l).unwrap();
+        assert!(differences(&merged, &acis).unwrap().is_empty());
+        assert_eq!(acis[1].paths().collect::<Vec<_>>(), vec!["f", "h1"]);
+        assert_eq!(
+            acis[2].paths().collect::<Vec<_>>(),
+            vec!["f", "g", "h1", "h2"]
+        );
+        let written = entries_as_written(&acis[2]);
+        let h2 = written.iter().find(|e| e.path == "h2").unwrap();
+        assert_eq!(
+            (h2.kind, h2.link.as_deref()),
+            (EntryKind::HardLink, Some("f"))
+        );
+    }
+
+    #[test]
+    fn pinning_sets_the_dependency_image_id() {
+        let l = layers(vec![vec![file("f", 1)], vec![file("g", 2)]]);
+        let mut acis = plan(&manifest(), &l).unwrap();
+        let name = acis[0].manifest.name.clone();
+        let id = format!("sha512-{}", "ab".repeat(64));
+        acis[1].pin_dependency(&name, &id).unwrap();
+        assert_eq!(
+            acis[1].manifest.dependencies[0]
+                .image_id
+                .as_ref()
+                .unwrap()
+                .as_str(),
+            id
+        );
+        acis[1].manifest.validate().unwrap();
+        let other = AcIdentifier::parse("nope").unwrap();
+        assert!(acis[1].pin_dependency(&other, &id).is_err());
+    }
 }
