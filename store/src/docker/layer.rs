@@ -243,8 +243,12 @@ impl Store {
                 hasher: Sha256::new(),
                 bytes: 0,
             };
-            let chunks = ChunkWriter::start(pack, self.db.0.clone())?;
-            let parsed = import::parse_tar(&mut tar, kind, Layout::Layer, chunks)
+            let chunks = ChunkWriter::start_with_level(
+                pack,
+                self.db.0.clone(),
+                crate::chunkwriter::LAYER_ZSTD_LEVEL,
+            )?;
+            let parsed = import::parse_tar(&mut tar, kind, Layout::Layer, chunks, None)
                 .map_err(|e| in_layer(digest, e))?;
             let tar_size = tar.bytes;
             let diff_id = format!("sha256:{}", hex::encode(tar.hasher.finalize()));
