@@ -731,3 +731,115 @@ fn docker2aci_nosquash_renders_exactly_the_squashed_image() {
     assert!(o.status.success(), "{}", describe("run layered", &o));
     assert_eq!(out_text(&o).0.trim(), "c\nnewer");
 }
+
+/// Tag `multi`: an OCI index of `app` as linux/amd64 and `app2` as linux/arm64.
+fn add_multi(oci: &Path) {
+    let script = r#"
+import hashlib, json, os, sys
+oci = sys.argv[1]
+idx = json.load(open(oci + "/index.json"))
+by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in idx["manifests"]}
+def plat(tag, arch):
+    d = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
+    d["platform"] = {"os": "linux", "architecture": arch}
+    return d
+body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": [plat("app", "amd64"), plat("app2", "arm64")]}).encode()
+h = hashlib.sha256(body).hexdigest()
+open(oci + "/blobs/sha256/" + h, "wb").write(body)
+idx["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
+    "digest": "sha256:" + h, "size": len(body),
+    "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+json.dump(idx, open(oci + "/index.json", "w"))
+"#;
+    run(Command::new("python3").arg("-c").arg(script).arg(oci));
+}
+
+#[test]
+fn platform_selects_the_image_of_a_manifest_list() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    add_multi(&oci);
+    let reg = Registry::start(&t.path().join("registry"));
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", oci.display()),
+        &reg.url("test/multi:v1"),
+    ]));
+    let store = t.path().join("store");
+    let url = reg.url("test/multi:v1");
+    let render = |id: &str, dir: &str| {
+        let d = t.path().join(dir);
+        rkt_ok(&store, &["image", "render", id, d.to_str().unwrap()]);
+        d.join("rootfs")
+    };
+    // linux/amd64 by default: `app`.
+    let (amd, _) = fetch_docker(&store, &url);
+    let r = render(&amd, "amd");
+    assert!(r.join("data/opq/new").exists() && !r.join("srv").exists());
+    // --platform picks `app2`.
+    let o = rkt(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            "--full",
+            "--platform=linux/arm64",
+            &url,
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("fetch --platform", &o));
+    let arm = out_text(&o).0.trim().to_string();
+    assert_ne!(arm, amd);
+    assert!(render(&arm, "arm").join("srv/index.html").exists());
+    // A platform the list lacks, or a malformed one, is refused and stores nothing new.
+    let before = list_ids(&store);
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            "--platform=linux/s390x",
+            &url,
+        ],
+    );
+    assert!(
+        err.contains("linux/s390x") || err.contains("s390x"),
+        "{err}"
+    );
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            "--platform=linux",
+            &url,
+        ],
+    );
+    assert!(err.contains("OS/ARCH"), "{err}");
+    assert_eq!(list_ids(&store), before);
+
+    // docker2aci --platform converts the same image rkt fetched.
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .args([
+            "--insecure-allow-http",
+            "--platform",
+            "linux/arm64",
+            "--output-dir",
+            out.to_str().unwrap(),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci --platform", &o)
+    );
+    assert_eq!(image_id(&out.join("test-multi-v1.aci")), arm);
+}

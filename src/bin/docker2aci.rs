@@ -14,8 +14,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use rkt_docker::archive::ArchiveSource;
+use rkt_docker::auth::Credentials;
 use rkt_docker::pull::ImageSource;
 use rkt_docker::registry::{Options, RegistrySource};
+use rkt_store::docker::Platform;
 use rkt_store::Store;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,15 @@ struct Args {
     /// Allow plain-HTTP registries
     #[arg(long)]
     insecure_allow_http: bool,
+    /// For manifest lists and OCI indexes: the platform to convert (OS/ARCH[/VARIANT])
+    #[arg(long, default_value = "linux/amd64", value_parser = Platform::parse)]
+    platform: Platform,
+    /// Registry user name (default: from ~/.docker/config.json or ~/.dockercfg)
+    #[arg(long, requires = "password")]
+    username: Option<String>,
+    /// Registry password (with --username)
+    #[arg(long, requires = "username")]
+    password: Option<String>,
     /// Directory to write the ACI into
     #[arg(long, default_value = ".")]
     output_dir: PathBuf,
@@ -84,8 +95,8 @@ fn run(args: &Args) -> Result<Vec<PathBuf>> {
     let mut source: Box<dyn ImageSource> = if args.image.starts_with("docker:") {
         let opts = Options {
             allow_http: args.insecure_allow_http,
-            credentials: None,
-            platform: Default::default(),
+            credentials: credentials(args)?,
+            platform: args.platform.clone(),
         };
         Box::new(RegistrySource::new(&args.image, opts)?)
     } else {
@@ -99,7 +110,7 @@ fn run(args: &Args) -> Result<Vec<PathBuf>> {
         Box::new(ArchiveSource::open(
             path,
             args.image_name.clone(),
-            Default::default(),
+            args.platform.clone(),
         )?)
     };
     let (repository, tag) = {
@@ -124,6 +135,24 @@ fn run(args: &Args) -> Result<Vec<PathBuf>> {
         Ok(())
     })?;
     Ok(vec![dest])
+}
+
+/// `--username`/`--password`, else the Docker client's configuration in `$HOME`.
+fn credentials(args: &Args) -> Result<Option<Credentials>> {
+    if let (Some(user), Some(password)) = (&args.username, &args.password) {
+        return Ok(Some(Credentials {
+            user: user.clone(),
+            password: password.clone(),
+        }));
+    }
+    let Some(home) = std::env::var_os("HOME") else {
+        return Ok(None);
+    };
+    let registry = rkt_docker::DockerRef::parse(&args.image)?.registry;
+    Ok(rkt_docker::auth::from_docker_config(
+        Path::new(&home),
+        &registry,
+    )?)
 }
 
 /// `--nosquash`: the lower layers' ACIs base first, then the top one, which depends on them
