@@ -110,7 +110,8 @@ impl Store {
         };
         let root = aci.root();
         let rest = aci.nodes.iter().filter(|(p, _)| !p.is_empty());
-        write_tree(self, manifest.as_bytes(), &root, rest, &mut hashing)?;
+        let reader = crate::content::Reader::new(self);
+        write_tree(&reader, manifest.as_bytes(), &root, rest, &mut hashing)?;
         let digest: [u8; 64] = hashing.hash.finalize().into();
         Ok(ImageId::from_sha512(&digest).to_string())
     }

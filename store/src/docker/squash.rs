@@ -216,23 +216,24 @@ impl Merged {
 
 /// Write the squashed ACI: `manifest`, `rootfs`, then `rootfs/<path>` in path order; the first
 /// path of a hard-linked group carries the content, later ones link to it.
+/// The importer checks every file against its known content, so the reader checks chunks only.
 fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Write) -> Result<()> {
     let root = merged.nodes.get("").cloned().unwrap_or_else(default_root);
     let rest = merged.nodes.iter().filter(|(p, _)| !p.is_empty());
-    write_tree(store, manifest, &root, rest, out)
+    let reader = crate::content::Reader::checking_chunks_only(store);
+    write_tree(&reader, manifest, &root, rest, out)
 }
 
 /// Write an ACI of `root` and `nodes` (paths other than `""`, in path order): `manifest`,
 /// `rootfs`, then `rootfs/<path>`; the first path of a hard-linked group (nodes sharing an
 /// inode) carries the content, later ones link to it.
 pub(super) fn write_tree<'a>(
-    store: &Store,
+    reader: &crate::content::Reader<'_>,
     manifest: &[u8],
     root: &Node,
     nodes: impl Iterator<Item = (&'a String, &'a Node)>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let reader = crate::content::Reader::new(store);
     let io = |e| StoreError::io("writing an image", e);
     let mut buf = Vec::with_capacity(64 * 1024);
     tarwrite::header(
