@@ -72,7 +72,8 @@ time_it() { # prints "WALL CPU": mean seconds of RUNS runs of "$@" (each after S
   for _ in $(seq "$RUNS"); do
     eval "$SETUP"; sync
     s=$(date +%s.%N)
-    /usr/bin/time -o "$W/time" -f "%U %S" "$@" >/dev/null 2>&1 || die "timed command failed: $*"
+    /usr/bin/time -o "$W/time" -f "%U %S" "$@" >/dev/null 2>"$W/err" || {
+      cat "$W/err" >&2; die "timed command failed: $*"; }
     e=$(date +%s.%N)
     total=$(python3 -c "print($total + $e - $s)")
     cpu=$(python3 -c "u, s = open('$W/time').read().split()[-2:]; print($cpu + float(u) + float(s))")
