@@ -278,9 +278,16 @@ pub struct FetchArgs {
     /// when to fetch an image: new, update or never
     #[arg(long = "pull-policy", default_value = "new")]
     pub pull_policy: PullPolicy,
+    /// for Docker manifest lists and OCI indexes: the platform to fetch (OS/ARCH[/VARIANT])
+    #[arg(long, default_value = "linux/amd64", value_parser = parse_platform)]
+    pub platform: rkt_store::docker::Platform,
     /// images to fetch: paths, file:// URLs, image IDs or names
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+}
+
+fn parse_platform(s: &str) -> Result<rkt_store::docker::Platform, String> {
+    rkt_store::docker::Platform::parse(s)
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -579,3 +579,267 @@ fn rkt_run_pulls_and_runs_docker_images() {
     assert!(o.status.success(), "{}", describe("run sha512-", &o));
     assert_eq!(out_text(&o).0.trim(), "1000 /data");
 }
+
+/// Add a fourth layer to `app` (tag `app3`): a whited-out directory re-created implicitly by a
+/// file below it, a second hard link to a base file (a group across three layers), an opaque
+/// directory hiding the previous layer's file, and a directory replaced by a symlink.
+fn add_app3(dir: &Path, oci: &Path) {
+    let script = r#"
+OCI="$1"; W="$2"
+python3 - "$W" <<'PY'
+import io, sys, tarfile
+w = sys.argv[1]
+def add(t, name, data=None, kind=tarfile.REGTYPE, link=None, mode=0o644):
+    ti = tarfile.TarInfo(name); ti.type = kind; ti.mode = mode; ti.mtime = 1600000000
+    if link: ti.linkname = link
+    if data is not None: ti.size = len(data)
+    t.addfile(ti, io.BytesIO(data) if data is not None else None)
+with tarfile.open(w + "/l4.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "data/.wh.keep", b"")
+    add(t, "data/keep/c", b"c\n")
+    add(t, "bin/link2", kind=tarfile.LNKTYPE, link="bin/orig")
+    add(t, "data/opq/.wh..wh..opq", b"")
+    add(t, "data/opq/newer", b"newer\n")
+    add(t, ".wh.srvdir", b"")
+    add(t, "srvdir", kind=tarfile.SYMTYPE, link="data")
+with tarfile.open(w + "/l3b.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "srvdir", kind=tarfile.DIRTYPE, mode=0o700)
+    add(t, "srvdir/x", b"x\n")
+PY
+umoci raw add-layer --image "$OCI:app" --tag app3 "$W/l3b.tar"
+umoci raw add-layer --image "$OCI:app3" "$W/l4.tar"
+"#;
+    run(Command::new("bash")
+        .arg("-euc")
+        .arg(script)
+        .arg("build")
+        .arg(oci)
+        .arg(dir));
+}
+
+#[test]
+fn docker2aci_nosquash_renders_exactly_the_squashed_image() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    add_app3(t.path(), &oci);
+    let reg = Registry::start(&t.path().join("registry"));
+    reg.push(&oci, "app3", "test/app3:v1");
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .args([
+            "--nosquash",
+            "--insecure-allow-http",
+            "--output-dir",
+            out.to_str().unwrap(),
+            &reg.url("test/app3:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci --nosquash", &o)
+    );
+    // Base first, top (number 0) last; one per layer.
+    let printed: Vec<PathBuf> = out_text(&o).0.lines().map(PathBuf::from).collect();
+    let names: Vec<String> = (0..4)
+        .rev()
+        .map(|n| format!("test-app3-v1-linux-amd64-{n}.aci"))
+        .collect();
+    let expected: Vec<PathBuf> = names.iter().map(|n| out.join(n)).collect();
+    assert_eq!(printed, expected);
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for aci in &expected {
+        run(Command::new("actool").arg("validate").arg(aci));
+    }
+
+    // The top ACI pins every lower one by name and image ID, base first.
+    let store = t.path().join("store");
+    let ids: Vec<String> = expected.iter().map(|a| fetch(&store, a)).collect();
+    for (aci, id) in expected.iter().zip(&ids) {
+        assert_eq!(&image_id(aci), id);
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&rkt_ok(&store, &["image", "cat-manifest", &ids[3]])).unwrap();
+    let deps = m["dependencies"].as_array().expect("dependencies");
+    let dep_ids: Vec<&str> = deps
+        .iter()
+        .map(|d| d["imageID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dep_ids,
+        ids[..3].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(m["pathWhitelist"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("/data/keep/c")));
+    assert_eq!(
+        m["app"]["exec"],
+        serde_json::json!(["/bin/sh", "-c", "echo hi"])
+    );
+    let lower: serde_json::Value =
+        serde_json::from_str(&rkt_ok(&store, &["image", "cat-manifest", &ids[0]])).unwrap();
+    let base_digest = layer_digests(&oci, "app3")[0].replace(':', "-");
+    assert_eq!(
+        lower["name"],
+        format!("127.0.0.1_{}/test/app3-{base_digest}", reg.port)
+    );
+    assert!(lower.get("app").is_none(), "lower layers are not runnable");
+
+    // Rendered through its dependencies it is exactly the squashed image.
+    let (squashed, _) = fetch_docker(&store, &reg.url("test/app3:v1"));
+    let (a, b) = (t.path().join("squashed"), t.path().join("layered"));
+    rkt_ok(&store, &["image", "render", &squashed, a.to_str().unwrap()]);
+    rkt_ok(&store, &["image", "render", &ids[3], b.to_str().unwrap()]);
+    let (a, b) = (a.join("rootfs"), b.join("rootfs"));
+    let diffs = compare_trees(&a, &b, ALL_CHECKS);
+    assert!(diffs.is_empty(), "layered render differs: {diffs:#?}");
+    let diffs = compare_trees(&b, &a, ALL_CHECKS);
+    assert!(diffs.is_empty(), "layered render differs: {diffs:#?}");
+    assert!(b.join("data/keep/c").exists());
+    assert!(!b.join("data/keep/a").exists(), "whited-out dir's files");
+    assert!(!b.join("data/opq/new").exists(), "opaque dir hides layer 2");
+    assert!(b.join("data/opq/newer").exists());
+    assert!(std::fs::symlink_metadata(b.join("srvdir"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let ino = |p: &str| std::fs::metadata(b.join(p)).unwrap().ino();
+    assert_eq!(ino("bin/orig"), ino("bin/link2"));
+    assert_eq!(ino("bin/orig"), ino("bin/link"));
+
+    // The top ACI runs, with its dependencies' files.
+    let o = rkt(
+        &store,
+        &[
+            "run",
+            &ids[3],
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            "cat /data/keep/c; ls /data/opq",
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("run layered", &o));
+    assert_eq!(out_text(&o).0.trim(), "c\nnewer");
+}
+
+/// Tag `multi`: an OCI index of `app` as linux/amd64 and `app2` as linux/arm64.
+fn add_multi(oci: &Path) {
+    let script = r#"
+import hashlib, json, os, sys
+oci = sys.argv[1]
+idx = json.load(open(oci + "/index.json"))
+by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in idx["manifests"]}
+def plat(tag, arch):
+    d = {k: by_tag[tag][k] for k in ("mediaType", "digest", "size")}
+    d["platform"] = {"os": "linux", "architecture": arch}
+    return d
+body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": [plat("app", "amd64"), plat("app2", "arm64")]}).encode()
+h = hashlib.sha256(body).hexdigest()
+open(oci + "/blobs/sha256/" + h, "wb").write(body)
+idx["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
+    "digest": "sha256:" + h, "size": len(body),
+    "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+json.dump(idx, open(oci + "/index.json", "w"))
+"#;
+    run(Command::new("python3").arg("-c").arg(script).arg(oci));
+}
+
+#[test]
+fn platform_selects_the_image_of_a_manifest_list() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    add_multi(&oci);
+    let reg = Registry::start(&t.path().join("registry"));
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", oci.display()),
+        &reg.url("test/multi:v1"),
+    ]));
+    let store = t.path().join("store");
+    let url = reg.url("test/multi:v1");
+    let render = |id: &str, dir: &str| {
+        let d = t.path().join(dir);
+        rkt_ok(&store, &["image", "render", id, d.to_str().unwrap()]);
+        d.join("rootfs")
+    };
+    // linux/amd64 by default: `app`.
+    let (amd, _) = fetch_docker(&store, &url);
+    let r = render(&amd, "amd");
+    assert!(r.join("data/opq/new").exists() && !r.join("srv").exists());
+    // --platform picks `app2`.
+    let o = rkt(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            "--full",
+            "--platform=linux/arm64",
+            &url,
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("fetch --platform", &o));
+    let arm = out_text(&o).0.trim().to_string();
+    assert_ne!(arm, amd);
+    assert!(render(&arm, "arm").join("srv/index.html").exists());
+    // A platform the list lacks, or a malformed one, is refused and stores nothing new.
+    let before = list_ids(&store);
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            "--platform=linux/s390x",
+            &url,
+        ],
+    );
+    assert!(
+        err.contains("linux/s390x") || err.contains("s390x"),
+        "{err}"
+    );
+    let err = rkt_fails(
+        &store,
+        &[
+            "--insecure-options=image,http",
+            "fetch",
+            "--platform=linux",
+            &url,
+        ],
+    );
+    assert!(err.contains("OS/ARCH"), "{err}");
+    assert_eq!(list_ids(&store), before);
+
+    // docker2aci --platform converts the same image rkt fetched.
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .args([
+            "--insecure-allow-http",
+            "--platform",
+            "linux/arm64",
+            "--output-dir",
+            out.to_str().unwrap(),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci --platform", &o)
+    );
+    assert_eq!(image_id(&out.join("test-multi-v1.aci")), arm);
+}

@@ -21,6 +21,7 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> Result<u8> {
     }
     let mut store = open_store(global)?;
     let mut ctx = FetchContext::new(global, &mut store, args.pull_policy)?;
+    ctx.platform = args.platform.clone();
     let mut signatures = args.signature.iter();
     for image in &args.images {
         ctx.signature = match classify(image) {

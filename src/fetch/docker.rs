@@ -24,12 +24,18 @@ pub fn fetch_registry(ctx: &mut FetchContext, url: &str) -> Result<String> {
     let reference = rkt_docker::DockerRef::parse(url)?;
     let name = rkt_store::docker::convert::aci_name(&reference.registry, &reference.repository)?;
     let stored = match &reference.tag {
-        Some(tag) if reference.digest.is_none() => ctx
-            .store
-            .find_by_name(&name, &[("version".to_string(), tag.clone())])
-            .ok()
-            .flatten()
-            .map(|i| i.id),
+        Some(tag) if reference.digest.is_none() => {
+            let mut labels = vec![("version".to_string(), tag.clone())];
+            if let Some((os, arch)) = ctx.platform.appc_labels() {
+                labels.push(("os".to_string(), os));
+                labels.push(("arch".to_string(), arch));
+            }
+            ctx.store
+                .find_by_name(&name, &labels)
+                .ok()
+                .flatten()
+                .map(|i| i.id)
+        }
         _ => None,
     };
     match (ctx.pull_policy, stored) {
@@ -44,7 +50,7 @@ pub fn fetch_registry(ctx: &mut FetchContext, url: &str) -> Result<String> {
     let opts = rkt_docker::registry::Options {
         allow_http: ctx.allow_http,
         credentials: rkt_docker::auth::DockerAuth::load(&dirs)?.for_registry(&reference.registry),
-        platform: Default::default(),
+        platform: ctx.platform.clone(),
     };
     let mut source = rkt_docker::registry::RegistrySource::new(url, opts)
         .with_context(|| format!("cannot fetch {url}"))?;
@@ -57,7 +63,7 @@ pub fn fetch_registry(ctx: &mut FetchContext, url: &str) -> Result<String> {
 /// A `docker save` tarball, an OCI archive or an OCI layout directory.
 pub fn fetch_archive(ctx: &mut FetchContext, path: &Path) -> Result<String> {
     require_insecure_image(ctx, &path.display().to_string())?;
-    let mut source = rkt_docker::archive::ArchiveSource::open(path, None, Default::default())
+    let mut source = rkt_docker::archive::ArchiveSource::open(path, None, ctx.platform.clone())
         .with_context(|| format!("cannot import {}", path.display()))?;
     let outcome = rkt_docker::pull(ctx.store, &mut source)
         .with_context(|| format!("cannot import {}", path.display()))?;

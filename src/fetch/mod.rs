@@ -45,6 +45,8 @@ pub struct FetchContext<'a> {
     pub config_dirs: Vec<PathBuf>,
     /// `--insecure-options=http`: plain-HTTP registries and URLs are allowed.
     pub allow_http: bool,
+    /// Which image of a Docker manifest list / OCI index to fetch (`--platform`).
+    pub platform: rkt_store::docker::Platform,
 }
 
 impl<'a> FetchContext<'a> {
@@ -72,6 +74,7 @@ impl<'a> FetchContext<'a> {
             signature: None,
             config_dirs,
             allow_http: global.insecure_options.http,
+            platform: Default::default(),
         })
     }
 

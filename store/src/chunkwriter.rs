@@ -14,8 +14,15 @@ use crate::chunker::Chunker;
 use crate::error::{Result, StoreError};
 use crate::pack::PackWriter;
 
-/// zstd level for chunks: level 1 keeps compression off the import's critical path.
-const ZSTD_LEVEL: i32 = 1;
+/// zstd level for chunks of ACI imports: level 1 keeps compression off the import's
+/// critical path.
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// zstd level for chunks of Docker layers: their blobs come gzip-compressed (about level 6),
+/// and the store is meant to be smaller than the unique blobs; level 3 is about 12% smaller
+/// than level 1 (and 6% smaller than gzip -6) on system files, and its cost runs on the chunk
+/// thread alongside the download, inflate and parse.
+pub const LAYER_ZSTD_LEVEL: i32 = 3;
 
 /// Messages queued before the parser waits for the chunk writer.
 const QUEUE: usize = 64;
@@ -49,10 +56,15 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     pub fn start(pack: PackWriter, db_path: PathBuf) -> Result<ChunkWriter> {
+        Self::start_with_level(pack, db_path, ZSTD_LEVEL)
+    }
+
+    /// [`ChunkWriter::start`] compressing new chunks at zstd `level`.
+    pub fn start_with_level(pack: PackWriter, db_path: PathBuf, level: i32) -> Result<ChunkWriter> {
         let (tx, rx) = sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("rkt-chunks".into())
-            .spawn(move || run(rx, pack, &db_path))
+            .spawn(move || run(rx, pack, &db_path, level))
             .map_err(|e| StoreError::io("starting the chunk writer thread", e))?;
         Ok(ChunkWriter {
             tx: Some(tx),
@@ -160,7 +172,12 @@ impl CompressGate {
     }
 }
 
-fn run(rx: Receiver<Work>, pack: PackWriter, db_path: &std::path::Path) -> Result<Written> {
+fn run(
+    rx: Receiver<Work>,
+    pack: PackWriter,
+    db_path: &std::path::Path,
+    level: i32,
+) -> Result<Written> {
     let db_err = |source| StoreError::Db {
         path: db_path.to_path_buf(),
         error: source,
@@ -177,7 +194,7 @@ fn run(rx: Receiver<Work>, pack: PackWriter, db_path: &std::path::Path) -> Resul
     let mut st = State {
         conn,
         db_path: db_path.to_path_buf(),
-        compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)
+        compressor: zstd::bulk::Compressor::new(level)
             .map_err(|e| StoreError::io("starting zstd", e))?,
         gate: CompressGate::default(),
         written: Written {

@@ -56,6 +56,17 @@ struct Current {
     hasher: blake3::Hasher,
     len: u64,
     manifest: Option<Vec<u8>>,
+    /// Content the store already has: not chunked again, only checked against this id.
+    known: Option<FileId>,
+}
+
+/// Contents an archive is known to hold, for archives the store writes from its own content
+/// (a squashed Docker image): the rootfs's regular-file contents in archive order, and which
+/// of them the store has. Those are hashed and checked but not cut into chunks again.
+#[derive(Debug, Default)]
+pub(crate) struct KnownContent {
+    pub(crate) order: std::collections::VecDeque<FileId>,
+    pub(crate) stored: HashSet<FileId>,
 }
 
 struct ImportSink {
@@ -73,6 +84,7 @@ struct ImportSink {
     /// The store error behind a `TarError::Sink`, kept whole so that e.g. a full disk is
     /// reported as such.
     failure: Option<StoreError>,
+    known: Option<KnownContent>,
 }
 
 impl ImportSink {
@@ -102,11 +114,18 @@ impl ImportSink {
                 Place::Manifest => Some(Vec::with_capacity(e.size as usize)),
                 Place::Rootfs(_) => None,
             };
+            let known = match (&place, self.known.as_mut()) {
+                (Place::Rootfs(_), Some(k)) => {
+                    k.order.pop_front().filter(|id| k.stored.contains(id))
+                }
+                _ => None,
+            };
             self.current = Some(Current {
                 slot: self.recipe.begin_content(),
                 hasher: blake3::Hasher::new(),
                 len: 0,
                 manifest,
+                known,
             });
         } else if place == Place::Manifest {
             return Err(StoreError::InvalidImage(
@@ -213,15 +232,30 @@ impl ImportSink {
         if let Some(m) = cur.manifest.as_mut() {
             m.extend_from_slice(bytes);
         }
+        if cur.known.is_some() {
+            return Ok(());
+        }
         self.chunks.data(bytes)
     }
 
     fn end(&mut self) -> Result<()> {
         if let Some(cur) = self.current.take() {
-            self.chunks.end_file()?;
             let file_id = *cur.hasher.finalize().as_bytes();
+            match cur.known {
+                Some(want) if want != file_id => {
+                    return Err(StoreError::Corrupt(format!(
+                        "content {} read back from the store hashes to {}; run `rkt image verify`",
+                        hex::encode(want),
+                        hex::encode(file_id)
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    self.chunks.end_file()?;
+                    self.file_order.push(file_id);
+                }
+            }
             self.recipe.set_content(cur.slot, file_id, cur.len);
-            self.file_order.push(file_id);
             let rec = self.files.entry(file_id).or_insert(FileRec {
                 size: cur.len,
                 chunks: Vec::new(),
@@ -321,7 +355,7 @@ impl Store {
     /// Import an ACI (optionally gzip/bzip2/xz/zstd compressed) from `input`.
     /// `source` names the input in error messages.
     pub fn import(&mut self, input: impl Read, source: &str) -> Result<ImportOutcome> {
-        self.import_with(input, source, &|_, _| Ok(()))
+        self.import_with(input, source, &|_, _| Ok(()), None)
     }
 
     /// Import an ACI; `also` runs in the committing transaction with the image ID (also when
@@ -331,10 +365,11 @@ impl Store {
         input: impl Read,
         source: &str,
         also: &dyn Fn(&Transaction<'_>, &str) -> Result<()>,
+        known: Option<KnownContent>,
     ) -> Result<ImportOutcome> {
         let _gc_guard = lock::shared(&self.gc_lock_path())?;
         let pack_path = self.new_pack_path();
-        let result = self.import_into_pack(input, source, pack_path.clone(), also);
+        let result = self.import_into_pack(input, source, pack_path.clone(), also, known);
         if result.is_err() || matches!(result, Ok((_, false))) {
             let _ = std::fs::remove_file(&pack_path);
         }
@@ -358,10 +393,11 @@ impl Store {
         source: &str,
         pack_path: PathBuf,
         also: &dyn Fn(&Transaction<'_>, &str) -> Result<()>,
+        known: Option<KnownContent>,
     ) -> Result<(ImportOutcome, bool)> {
         let started = std::time::Instant::now();
         let pack = PackWriter::create(pack_path)?;
-        let (parsed, pack) = self.parse_archive(input, source, pack)?;
+        let (parsed, pack) = self.parse_archive(input, source, pack, known)?;
         tracing::debug!(elapsed = ?started.elapsed(), "archive parsed and chunks written");
         let pack_used = !parsed.new_chunks.is_empty();
         let pack_size = pack.size();
@@ -405,6 +441,7 @@ impl Store {
         input: impl Read,
         source: &str,
         pack: PackWriter,
+        known: Option<KnownContent>,
     ) -> Result<(Parsed, PackWriter)> {
         let (kind, reader) =
             crate::decompress::open(input).ctx(|| "reading the archive".to_string())?;
@@ -415,7 +452,7 @@ impl Store {
             bytes: 0,
         };
         let chunks = ChunkWriter::start(pack, self.db.0.clone())?;
-        let tar = parse_tar(&mut reader, kind, Layout::Aci, chunks)?;
+        let tar = parse_tar(&mut reader, kind, Layout::Aci, chunks, known)?;
         let manifest_bytes = tar.manifest.ok_or_else(|| {
             StoreError::InvalidImage("the archive has no `manifest` entry".to_string())
         })?;
@@ -463,6 +500,7 @@ pub(crate) fn parse_tar(
     kind: crate::decompress::Compression,
     layout: Layout,
     chunks: ChunkWriter,
+    known: Option<KnownContent>,
 ) -> Result<ParsedTar> {
     let mut sink = ImportSink {
         layout,
@@ -476,6 +514,7 @@ pub(crate) fn parse_tar(
         pending_entry: None,
         manifest: None,
         failure: None,
+        known,
     };
     if let Err(e) = tarstream::parse(&mut *reader, &mut sink) {
         return Err(match sink.failure.take() {
@@ -615,6 +654,12 @@ pub(crate) fn commit_files(
             > 0
         {
             continue;
+        }
+        if f.size > 0 && f.chunks.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "content {} vanished from the store during the import; retry",
+                hex::encode(id)
+            )));
         }
         new_file
             .execute(params![id.as_slice(), f.size as i64, f.refs as i64])

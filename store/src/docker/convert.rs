@@ -28,6 +28,45 @@ impl Default for Platform {
     }
 }
 
+impl Platform {
+    /// Parses `OS/ARCH[/VARIANT]` as Docker writes platforms (`linux/amd64`, `linux/arm/v7`).
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+            }),
+            _ => Err(format!(
+                "invalid platform {s:?}: give OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64 or linux/arm/v7"
+            )),
+        }
+    }
+
+    /// The appc `os` and `arch` labels of images of this platform, if appc has names for it.
+    pub fn appc_labels(&self) -> Option<(String, String)> {
+        appc_os_arch(&self.os, &self.architecture, self.variant.as_deref())
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What is known about an image being converted.
 #[derive(Debug, Clone)]
 pub struct DockerImage {

@@ -179,6 +179,20 @@ impl Store {
             .map_err(self.db.err())
     }
 
+    /// The layers (blob digests, base first) a Docker/OCI image was made of; empty for an
+    /// image that was not made of layers.
+    pub fn image_layers(&self, image_id: &str) -> Result<Vec<String>> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT digest FROM image_layers WHERE image_id = ?1 ORDER BY seq")
+            .map_err(self.db.err())?;
+        let rows = q
+            .query_map([image_id], |r| r.get::<_, String>(0))
+            .map_err(self.db.err())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.db.err())
+    }
+
     /// Import a layer blob (a tar, optionally gzip/zstd/… compressed) whose SHA-256 must be
     /// `digest` and, if given, whose length must be `size`. A mismatch stores nothing.
     pub fn import_layer(
@@ -229,8 +243,12 @@ impl Store {
                 hasher: Sha256::new(),
                 bytes: 0,
             };
-            let chunks = ChunkWriter::start(pack, self.db.0.clone())?;
-            let parsed = import::parse_tar(&mut tar, kind, Layout::Layer, chunks)
+            let chunks = ChunkWriter::start_with_level(
+                pack,
+                self.db.0.clone(),
+                crate::chunkwriter::LAYER_ZSTD_LEVEL,
+            )?;
+            let parsed = import::parse_tar(&mut tar, kind, Layout::Layer, chunks, None)
                 .map_err(|e| in_layer(digest, e))?;
             let tar_size = tar.bytes;
             let diff_id = format!("sha256:{}", hex::encode(tar.hasher.finalize()));

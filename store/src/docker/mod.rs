@@ -6,8 +6,10 @@
 
 pub mod convert;
 pub(crate) mod layer;
+mod perlayer;
 mod squash;
 mod tarwrite;
 
 pub use convert::{DockerImage, Platform};
 pub use layer::{ImportGuard, LayerInfo, LayerOutcome};
+pub use perlayer::LayerAci;

@@ -15,10 +15,10 @@ use super::layer::LayerEntry;
 use super::tarwrite::{self, Header};
 use crate::entry::{EntryKind, FileId};
 use crate::error::{Result, StoreError};
-use crate::import::ImportOutcome;
+use crate::import::{ImportOutcome, KnownContent};
 use crate::{lock, Store};
 
-const WHITEOUT: &str = ".wh.";
+pub(super) const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
 /// One path of the merged rootfs.
@@ -216,9 +216,25 @@ impl Merged {
 
 /// Write the squashed ACI: `manifest`, `rootfs`, then `rootfs/<path>` in path order; the first
 /// path of a hard-linked group carries the content, later ones link to it.
+/// The importer checks every file against its known content, so the reader checks chunks only.
 fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Write) -> Result<()> {
-    let reader = crate::content::Reader::new(store);
-    let io = |e| StoreError::io("writing the squashed image", e);
+    let root = merged.nodes.get("").cloned().unwrap_or_else(default_root);
+    let rest = merged.nodes.iter().filter(|(p, _)| !p.is_empty());
+    let reader = crate::content::Reader::checking_chunks_only(store);
+    write_tree(&reader, manifest, &root, rest, out)
+}
+
+/// Write an ACI of `root` and `nodes` (paths other than `""`, in path order): `manifest`,
+/// `rootfs`, then `rootfs/<path>`; the first path of a hard-linked group (nodes sharing an
+/// inode) carries the content, later ones link to it.
+pub(super) fn write_tree<'a>(
+    reader: &crate::content::Reader<'_>,
+    manifest: &[u8],
+    root: &Node,
+    nodes: impl Iterator<Item = (&'a String, &'a Node)>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let io = |e| StoreError::io("writing an image", e);
     let mut buf = Vec::with_capacity(64 * 1024);
     tarwrite::header(
         &mut buf,
@@ -239,17 +255,8 @@ fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Writ
     buf.extend_from_slice(manifest);
     tarwrite::pad(&mut buf, manifest.len() as u64);
     let mut first_of_inode: std::collections::HashMap<u64, String> = Default::default();
-    let root = merged.nodes.get("");
-    for (path, node) in std::iter::once((&String::new(), root))
-        .map(|(p, n)| (p, n.cloned().unwrap_or_else(default_root)))
-        .chain(
-            merged
-                .nodes
-                .iter()
-                .filter(|(p, _)| !p.is_empty())
-                .map(|(p, n)| (p, n.clone())),
-        )
-    {
+    let root = std::iter::once((String::new(), root));
+    for (path, node) in root.chain(nodes.map(|(p, n)| (p.clone(), n))) {
         let archive_path = if path.is_empty() {
             "rootfs".to_string()
         } else {
@@ -303,7 +310,7 @@ fn write_aci(store: &Store, manifest: &[u8], merged: &Merged, out: &mut dyn Writ
     out.flush().map_err(io)
 }
 
-fn default_root() -> Node {
+pub(super) fn default_root() -> Node {
     Node {
         kind: EntryKind::Dir,
         mode: 0o755,
@@ -380,6 +387,35 @@ impl Store {
         Ok(merged)
     }
 
+    /// The contents the squashed tar of `merged` holds, in order (as [`write_tree`] writes
+    /// them), and which of them the store has: the import checks those instead of chunking them.
+    fn known_content(&self, merged: &Merged) -> Result<KnownContent> {
+        let mut known = KnownContent::default();
+        let mut seen_inodes = std::collections::HashSet::new();
+        let mut checked = std::collections::HashSet::new();
+        let empty = *blake3::hash(b"").as_bytes();
+        for node in merged.nodes.values() {
+            if node.kind != EntryKind::File || !seen_inodes.insert(node.inode) {
+                continue;
+            }
+            let id = node.file_id.unwrap_or(empty);
+            known.order.push_back(id);
+            if checked.insert(id) && self.has_file(&id)? {
+                known.stored.insert(id);
+            }
+        }
+        Ok(known)
+    }
+
+    fn has_file(&self, id: &FileId) -> Result<bool> {
+        crate::db::exists(
+            &self.conn,
+            "SELECT 1 FROM files WHERE id = ?1",
+            id.as_slice(),
+        )
+        .map_err(self.db.err())
+    }
+
     /// Record a Docker/OCI image made of stored `layers` (blob digests, base first) with the
     /// appc `manifest`: the image is the squashed ACI of its layers, exportable byte for byte,
     /// and it remembers its layers so they stay in the store as long as it does.
@@ -392,6 +428,7 @@ impl Store {
         let _gc_guard = lock::shared(&self.gc_lock_path())?;
         crate::schema::ImageManifest::parse(manifest)?;
         let merged = self.merge_layers(layers)?;
+        let known = self.known_content(&merged)?;
         let (tx, rx) = sync_channel::<Vec<u8>>(16);
         let dir = self.dir.clone();
         let manifest_bytes = manifest.to_vec();
@@ -423,7 +460,7 @@ impl Store {
             }
             Ok(())
         };
-        let imported = self.import_with(reader, source, &link_layers);
+        let imported = self.import_with(reader, source, &link_layers, Some(known));
         let written = writer
             .join()
             .map_err(|_| StoreError::Corrupt("the squash thread panicked".into()))?;
@@ -538,5 +575,96 @@ mod tests {
         assert_eq!(paths(&m), vec!["d"]);
         m.apply("l3", &[le("d/g", EntryKind::File)]).unwrap();
         assert_eq!(m.nodes["d"].kind, EntryKind::Dir);
+    }
+
+    /// A tar of regular files `(path, content)`, written with the squash's tar writer.
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (path, data) in files {
+            tarwrite::header(
+                &mut out,
+                &Header {
+                    path,
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size: data.len() as u64,
+                    mtime: 0,
+                    link: None,
+                    dev_major: 0,
+                    dev_minor: 0,
+                    xattrs: &[],
+                },
+            );
+            out.extend_from_slice(data);
+            tarwrite::pad(&mut out, data.len() as u64);
+        }
+        tarwrite::end(&mut out);
+        out
+    }
+
+    fn sha256(data: &[u8]) -> String {
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+    }
+
+    #[test]
+    fn squashed_import_checks_known_contents_instead_of_chunking_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let big: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let layer = tar_of(&[("a", b"hello\n"), ("big", &big)]);
+        let digest = sha256(&layer);
+        store.import_layer(layer.as_slice(), &digest, None).unwrap();
+        let manifest = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"t"}"#;
+        let out = store
+            .import_layered_image(manifest, std::slice::from_ref(&digest), "test")
+            .unwrap();
+        // Only the manifest is new (the 1.2 MB of content is not packed again), and the
+        // image exports to its ID.
+        assert!(out.stored_bytes < 200, "{}", out.stored_bytes);
+        let mut tar = Vec::new();
+        store.export(&out.id, &mut tar).unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            out.id,
+            format!("sha512-{}", hex::encode(sha2::Sha512::digest(&tar)))
+        );
+
+        // A stream whose content does not match the id it is announced with is refused.
+        let hello = *blake3::hash(b"hello\n").as_bytes();
+        let known = KnownContent {
+            order: [hello].into_iter().collect(),
+            stored: [hello].into_iter().collect(),
+        };
+        let mut aci = Vec::new();
+        tarwrite::header(
+            &mut aci,
+            &Header {
+                path: "manifest",
+                kind: EntryKind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: manifest.len() as u64,
+                mtime: 0,
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &[],
+            },
+        );
+        aci.extend_from_slice(manifest);
+        tarwrite::pad(&mut aci, manifest.len() as u64);
+        let body = tar_of(&[("rootfs/a", b"other\n")]);
+        aci.extend_from_slice(&body);
+        let err = store
+            .import_with(aci.as_slice(), "test", &|_, _| Ok(()), Some(known))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("read back from the store"),
+            "{err}"
+        );
     }
 }
