@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use fuser::{
     BackingId, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use rkt_store::{EntryKind, ObjectHandle, Store};
 
@@ -329,6 +329,22 @@ impl Filesystem for LazyFs {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::ENOSYS);
+    }
+
+    /// The tree answers no ioctl: ENOTTY, as a plain file would, and without fuser's default
+    /// warning on the pod's stderr (programs such as busybox sh probe their files with ioctls).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
     }
 
     fn release(

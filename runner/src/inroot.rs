@@ -25,10 +25,22 @@ pub fn open_at(root: &OwnedFd, path: &str, flags: OFlag) -> nix::Result<OwnedFd>
     } else {
         path.trim_start_matches('/')
     };
-    let fd = openat2(root.as_raw_fd(), rel, how(flags))?;
+    // With RESOLVE_IN_ROOT, a `..` step fails with EAGAIN when any rename or mount happened on
+    // the system during the lookup (the kernel cannot prove the walk stayed inside the root);
+    // openat2(2) says to retry. Other pods mounting at the same time make that common.
+    let mut attempts = 0;
+    let fd = loop {
+        match openat2(root.as_raw_fd(), rel, how(flags)) {
+            Err(Errno::EAGAIN) if attempts < OPENAT2_RETRIES => attempts += 1,
+            other => break other?,
+        }
+    };
     // SAFETY: openat2 returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// How often [`open_at`] retries a lookup the kernel answered with EAGAIN.
+const OPENAT2_RETRIES: u32 = 64;
 
 /// Open the directory `root` itself as an `O_PATH` descriptor.
 pub fn open_root(root: &Path) -> Result<OwnedFd> {
