@@ -118,6 +118,11 @@ GC_ALL_NS=$((t1 - t0))
 REMOVED=$(grep -c 'successfully removed' "$W/gc-all.log" || true)
 LEFT=$("$RKT" --dir "$S" image list --no-legend | wc -l)
 STORE_AFTER=$(du -sb "$S" | cut -f1)
+DB_AFTER=$(stat -c %s "$S/store.db" 2>/dev/null || echo 0)
+FREE_PAGES=n/a
+if command -v sqlite3 >/dev/null && [ -f "$S/store.db" ]; then
+    FREE_PAGES="$(sqlite3 "$S/store.db" 'pragma freelist_count' 2>/dev/null || echo '?') of $(sqlite3 "$S/store.db" 'pragma page_count' 2>/dev/null || echo '?')"
+fi
 export SUMMARY
 SUMMARY=$(grep -h 'image(s) removed\|object cache' "$W/gc-all.log" | sed 's/^rkt: //' | tr '\n' ' ' || true)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -131,7 +136,8 @@ imp_sorted = sorted(imp)
 p90 = imp_sorted[int(0.9 * (len(imp_sorted) - 1))]
 res = {
     "images": $N, "sum_aci_bytes": $SUM_ACI, "store_bytes": $STORE_BYTES,
-    "store_bytes_after_gc": $STORE_AFTER,
+    "store_bytes_after_gc": $STORE_AFTER, "store_db_bytes_after_gc": $DB_AFTER,
+    "store_db_free_pages_after_gc": "$FREE_PAGES",
     "import_ms": {"total": sum(imp), "mean": statistics.mean(imp), "median": statistics.median(imp),
                   "p90": p90, "max": max(imp), "first": imp[0], "last": imp[-1],
                   "first_100_mean": statistics.mean(imp[:100]), "last_100_mean": statistics.mean(imp[-100:])},
@@ -161,7 +167,10 @@ bytes (\`du -sb\`).
 | \`rkt image gc\` with {res['images']} images, none removable (grace 24h), mean of {len(noop)} | {statistics.mean(noop):.1f} (runs: {', '.join(f'{x:.1f}' for x in noop)}) |
 | \`rkt image gc --grace-period=0s\` removing all {res['images']} | {res['gc_all_ms']:.0f} |
 
-The full gc removed {res['removed']} images, {res['left']} left; store after it: {res['store_bytes_after_gc']} bytes.
+The full gc removed {res['removed']} images, {res['left']} left; store after it: {res['store_bytes_after_gc']} bytes,
+of which the SQLite index file \`store.db\` {res['store_db_bytes_after_gc']} bytes (free pages in it, by
+\`sqlite3 pragma freelist_count\`: {res['store_db_free_pages_after_gc']}; SQLite keeps freed pages in the
+file unless it is vacuumed).
 rkt's summary: {os.environ['SUMMARY'].strip()}
 """)
 PY

@@ -21,7 +21,8 @@
 #   BENCH_RUNS=3               timed repetitions
 #   BENCH_BIG_MB=200           size of store.sh's big image
 #   BENCH_GC_IMAGES=1000       images for the gc measurement
-#   BENCH_ONLY="store lazy gc" run only some of the parts (the plots use whatever JSON exists)
+#   BENCH_ONLY="store lazy gc" run only some of the parts (the plots use whatever JSON exists);
+#                              BENCH_ONLY=none only redraws the plots and the summary
 #   BENCH_OUT=docs/benchmarks.md
 #
 # Needs free disk for the largest image about four times over (1 GB: ~5 GB); each script removes
@@ -56,6 +57,7 @@ cargo build --release -p rkt -p rkt-lazyfs
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 : >"$TMP/steps"
+[ "$ONLY" != none ] || ONLY=
 for part in $ONLY; do
     case $part in store | lazy | gc) ;; *) die "unknown part $part (store, lazy, gc)" ;; esac
     l0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -87,7 +89,7 @@ the same scripts wrote in the same run.
 
 | part | seconds | load before | load after |
 |---|---|---|---|
-""" + steps.rstrip())
+""" + (steps.rstrip() or "| (none: plots and summary redrawn from the JSON of an earlier run) | | | |"))
 rows = []
 def target(what, measured, goal, ok):
     rows.append(f"| {what} | {measured} | {goal} | {'—' if ok is None else 'yes' if ok else '**no**'} |")
