@@ -93,9 +93,24 @@ def line_plot(path, title, xlabel, ylabel, xs, series, note=""):
     svg = Svg(title)
     pw = W - L - R
     ymax_data = max(y for _, ys in series for y in ys if y is not None)
-    yticks = nice_ticks(0, ymax_data * 1.05)
-    ymax = max(yticks[-1], ymax_data * 1.05)
-    ypos = axes(svg, yticks, ymax, ylabel, xlabel)
+    ymin_data = min(y for _, ys in series for y in ys if y is not None)
+    if ymin_data > 0 and ymax_data / ymin_data > 30:
+        # log y: small and large series both stay readable
+        lo_e, hi_e = math.floor(math.log10(ymin_data)), math.ceil(math.log10(ymax_data))
+        yticks = [m * 10 ** e for e in range(lo_e, hi_e + 1) for m in (1, 2, 5) if m * 10 ** e <= 10 ** hi_e]
+        ph = H - T - B
+        ypos = lambda v: T + ph - (math.log10(v) - lo_e) / (hi_e - lo_e) * ph
+        for t in yticks:
+            svg.line(L, ypos(t), L + pw, ypos(t), color="#ddd")
+            svg.text(L - 6, ypos(t) + 4, fmt(t), anchor="end")
+        svg.line(L, T, L, T + ph)
+        svg.line(L, T + ph, L + pw, T + ph)
+        svg.text(18, T + ph / 2, ylabel + " (log scale)", transform=f"rotate(-90 18 {T + ph / 2})")
+        svg.text(L + pw / 2, H - 12, xlabel)
+    else:
+        yticks = nice_ticks(0, ymax_data * 1.05)
+        ymax = max(yticks[-1], ymax_data * 1.05)
+        ypos = axes(svg, yticks, ymax, ylabel, xlabel)
     logx = min(xs) > 0 and max(xs) / min(xs) > 20
     f = (lambda v: math.log10(v)) if logx else (lambda v: v)
     lo, hi = f(min(xs)), f(max(xs))
