@@ -17,6 +17,7 @@
 #   BENCH_SHARED_MB=100        size of that file
 #   BENCH_DIR=/var/tmp/…       work directory (default: a new mktemp dir, removed at the end)
 #   BENCH_OUT=docs/benchmarks.md
+#   BENCH_JSON=DIR-OF-OUT/bench-lazy.json   machine-readable results (benches/plot.py reads them)
 #
 # Every cold measurement drops the page cache first (echo 3 > drop_caches) and, for lazy, empties
 # the object cache, so "cold" means nothing of the image is in memory or materialised.
@@ -30,6 +31,7 @@ READ_MB=${BENCH_READ_MB:-256}
 MOUNTS=${BENCH_MOUNTS:-10}
 SHARED_MB=${BENCH_SHARED_MB:-100}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
+JSON=${BENCH_JSON:-$(dirname "$OUT")/bench-lazy.json}
 KEEP=${BENCH_DIR:+1}
 W=${BENCH_DIR:-$(mktemp -d /var/tmp/rkt-lazy-bench.XXXXXX)}
 mkdir -p "$W"
@@ -114,6 +116,7 @@ mkdir -p "$S"
 # ------------------------------------------------------------------------------------------
 echo "==> cold start vs image size: $SIZES MB"
 COLD_ROWS=""
+: >"$W/cold.jsonl"
 for mb in $SIZES; do
     make_image "s$mb" "$mb"
     ID=$(import_image "$S" "s$mb")
@@ -144,6 +147,7 @@ for mb in $SIZES; do
         tarx=$(python3 -c "print($tarx + ($t1-$t0)/1e6)")
     done
     row=$(python3 -c "r=$RUNS; print(f'| {$mb} MB | {$lazy/r:.0f} ms | {$rendered/r:.0f} ms | {$tarx/r:.0f} ms |')")
+    python3 -c "import json; r=$RUNS; print(json.dumps({'mb': $mb, 'lazy': $lazy/r, 'rendered': $rendered/r, 'tar': $tarx/r}))" >>"$W/cold.jsonl"
     echo "$row"
     COLD_ROWS+="$row"$'\n'
     rm -rf "$W/render" "$W/tarx" "$W/layout-s$mb" "$W/s$mb.aci"
@@ -261,6 +265,7 @@ pod_warm() { # mode image: after a previous start (objects, tree, page cache kep
 
 echo "==> pods: rkt run to the app's first instruction vs image size: $SIZES MB"
 POD_ROWS=""
+: >"$W/pods.jsonl"
 for mb in $SIZES; do
     make_image "p$mb" "$mb"
     import_image "$P" "p$mb" >/dev/null
@@ -279,6 +284,7 @@ for mb in $SIZES; do
     done
     tx=$(median "${xs[@]}")
     row="| $mb MB | $lc ms | $lw ms | $rc ms | $rw ms | $tx ms |"
+    echo "{\"mb\": $mb, \"lazy_cold\": $lc, \"lazy_warm\": $lw, \"rendered_cold\": $rc, \"rendered_warm\": $rw, \"tar\": $tx}" >>"$W/pods.jsonl"
     echo "$row"
     POD_ROWS+="$row"$'\n'
     pod_gc
@@ -405,9 +411,24 @@ service and the FUSE server threads): PSS **$POD_PSS_MEAN MiB** on average (larg
 $POD_PSS KiB, largest RSS $POD_RSS KiB — RSS counts the shared pages of the \`rkt\` binary
 and libraries in every pod); target < 5 MiB per pod.
 
-Not measured yet (see docs/lazy-rootfs.md): casync comparison and \`rkt image gc\` with 1,000
-images.
+Load average when done: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores. The casync comparison is
+in the store section (\`benches/store.sh\`), \`rkt image gc\` with 1,000 images in the gc section
+(\`benches/gc.sh\`); \`benches/suite.sh\` runs all three and plots them.
 EOF
 } >"$W/section.md"
 python3 benches/section.py lazy "$OUT" <"$W/section.md"
-echo "==> wrote the lazy section of $OUT"
+python3 - "$W" "$JSON" <<PY
+import json, sys
+w, path = sys.argv[1], sys.argv[2]
+rows = lambda f: [json.loads(l) for l in open(f"{w}/{f}")]
+json.dump({"runs": $RUNS, "pod_runs": $POD_RUNS, "cold_start_ms": rows("cold.jsonl"),
+           "pod_start_ms": rows("pods.jsonl"), "passthrough": "$RPASS", "can_drop_caches": $CAN_DROP == 1,
+           "read_mbps": {"lazy_seq_warm": $LAZY_SEQ, "host_seq_warm": $HOST_SEQ,
+                         "lazy_rand_warm": $LAZY_RAND, "host_rand_warm": $HOST_RAND,
+                         "lazy_first": $LAZY_FIRST, "tar_first": $TAR_FIRST},
+           "page_cache_mb": {"mounts": $MOUNTS, "shared_mb": $SHARED_MB, "lazy_mounts": $CACHE_MB, "pods": $PCACHE_MB},
+           "pod_pss_mean_mib": $POD_PSS_MEAN,
+           "cpus": $(nproc), "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)"},
+          open(path, "w"), indent=1)
+PY
+echo "==> wrote the lazy section of $OUT and $JSON"

@@ -13,6 +13,7 @@
 #   BENCH_DIR=/var/tmp/…  work directory (default: a new mktemp dir under /var/tmp, removed at end)
 #   BENCH_BIG_MB=200      approximate size of the big image
 #   BENCH_OUT=docs/benchmarks.md
+#   BENCH_JSON=DIR-OF-OUT/bench-store.json   machine-readable results (benches/plot.py reads them)
 #
 # Every image is generated from fixed seeds with fixed mtimes, so the tars (and image IDs) are
 # identical from run to run. "warm" = the archive is in the page cache (a warm-up run precedes
@@ -25,6 +26,7 @@ ROOT=$PWD
 RUNS=${BENCH_RUNS:-5}
 BIG_MB=${BENCH_BIG_MB:-200}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
+JSON=${BENCH_JSON:-$(dirname "$OUT")/bench-store.json}
 KEEP=${BENCH_DIR:+1}
 W=${BENCH_DIR:-$(mktemp -d /var/tmp/rkt-bench.XXXXXX)}
 mkdir -p "$W"
@@ -263,6 +265,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "filesystem of the work dir: $(df -T "$W" | awk 'NR==2 {print $2}'). rkt: release build at $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
     echo "Timing: $([ "$HAVE_HYPERFINE" = 1 ] && echo "hyperfine, 1 warm-up +" || echo "date +%s%N,") $RUNS runs, mean ± standard deviation."
     echo "Throughput is MB/s (MiB/s) of the **uncompressed** tar ($BIGSZ bytes) in every row."
+    echo "Load average when done: $(cut -d' ' -f1-3 /proc/loadavg) (on a shared machine: treat small differences as noise)."
     echo
     echo "### Import and export of one big image (~${BIG_MB} MB, many small files and some big ones)"
     echo
@@ -305,5 +308,20 @@ mkdir -p "$(dirname "$OUT")"
     echo "rkt store / unique files: $(ratio "$STORE_RELATED" "$SUM_UNIQUE") (target: < 1)."
 } >"$W/section.md"
 python3 "$ROOT/benches/section.py" store "$OUT" <"$W/section.md"
-echo "==> wrote the store section of $OUT"
+python3 - "$JSON" <<PY
+import json, sys
+num = lambda v: None if v in ("", "n/a") else float(v)
+json.dump({
+    "bytes": {"tars": $SUM_TARS, "files": $SUM_FILES, "unique_files": $SUM_UNIQUE,
+              "rkt_store": $STORE_RELATED, "rkt_packs": $PACKS_RELATED,
+              "casync": num("$CASYNC_RELATED")},
+    "import_s": {"big_aci_bytes": $BIGSZ,
+                 "rkt_warm_aci": num("${RKT_warm_big_aci:-}"), "tar_warm_aci": num("${TAR_warm_big_aci:-}"),
+                 "rkt_warm_gz": num("${RKT_warm_big_aci_gz:-}"), "tar_warm_gz": num("${TAR_warm_big_aci_gz:-}"),
+                 "rkt_cold_aci": num("${RKT_cold_big_aci:-}"), "tar_cold_aci": num("${TAR_cold_big_aci:-}"),
+                 "rkt_cold_gz": num("${RKT_cold_big_aci_gz:-}"), "tar_cold_gz": num("${TAR_cold_big_aci_gz:-}")},
+    "runs": $RUNS, "cpus": $(nproc), "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
+}, open(sys.argv[1], "w"), indent=1)
+PY
+echo "==> wrote the store section of $OUT and $JSON"
 cat "$W/section.md"
