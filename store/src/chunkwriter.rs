@@ -130,46 +130,7 @@ struct State {
     conn: Connection,
     db_path: PathBuf,
     compressor: zstd::bulk::Compressor<'static>,
-    gate: CompressGate,
     written: Written,
-}
-
-/// Decides whether a chunk is worth handing to zstd. Content that is already compressed
-/// (media, archives, random data) does not shrink, and trying costs as much as compressing:
-/// after two chunks of a file in a row fail to shrink, the next 15 chunks of that file are
-/// stored as they are, then zstd gets another try.
-#[derive(Default)]
-struct CompressGate {
-    misses: u32,
-    skip: u32,
-}
-
-/// Chunks stored without trying zstd after a file's chunks failed to shrink twice in a row.
-const SKIP_AFTER_MISSES: u32 = 15;
-
-impl CompressGate {
-    fn should_try(&mut self) -> bool {
-        if self.skip == 0 {
-            return true;
-        }
-        self.skip -= 1;
-        false
-    }
-
-    fn record(&mut self, shrank: bool) {
-        if shrank {
-            self.misses = 0;
-            return;
-        }
-        self.misses += 1;
-        if self.misses >= 2 {
-            self.skip = SKIP_AFTER_MISSES;
-        }
-    }
-
-    fn end_file(&mut self) {
-        *self = CompressGate::default();
-    }
 }
 
 fn run(
@@ -196,7 +157,6 @@ fn run(
         db_path: db_path.to_path_buf(),
         compressor: zstd::bulk::Compressor::new(level)
             .map_err(|e| StoreError::io("starting zstd", e))?,
-        gate: CompressGate::default(),
         written: Written {
             pack,
             new_chunks: HashMap::new(),
@@ -213,7 +173,6 @@ fn run(
             Work::EndFile => {
                 chunker.finish(&mut |c: &[u8]| st.store(c).map(|id| chunks.push(id)))?;
                 st.written.files.push(std::mem::take(&mut chunks));
-                st.gate.end_file();
             }
         }
     }
@@ -241,19 +200,14 @@ impl State {
         if self.known(&id)? {
             return Ok(id);
         }
-        let packed = if self.gate.should_try() {
-            let packed = self
-                .compressor
-                .compress(bytes)
-                .map_err(|e| StoreError::io("compressing a chunk", e))?;
-            self.gate.record(packed.len() < bytes.len());
-            Some(packed)
+        let packed = self
+            .compressor
+            .compress(bytes)
+            .map_err(|e| StoreError::io("compressing a chunk", e))?;
+        let (data, zstd) = if packed.len() < bytes.len() {
+            (&packed[..], true)
         } else {
-            None
-        };
-        let (data, zstd) = match &packed {
-            Some(p) if p.len() < bytes.len() => (&p[..], true),
-            _ => (bytes, false),
+            (bytes, false)
         };
         let offset = self.written.pack.append(data)?;
         let chunk = NewChunk {
@@ -264,37 +218,5 @@ impl State {
         };
         self.written.new_chunks.insert(id, chunk);
         Ok(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gate_skips_zstd_after_two_misses_then_retries() {
-        let mut g = CompressGate::default();
-        assert!(g.should_try());
-        g.record(false);
-        assert!(g.should_try(), "one miss is not enough to stop trying");
-        g.record(false);
-        let skipped = (0..SKIP_AFTER_MISSES).filter(|_| !g.should_try()).count();
-        assert_eq!(skipped as u32, SKIP_AFTER_MISSES);
-        assert!(
-            g.should_try(),
-            "zstd gets another try after the skipped chunks"
-        );
-        g.record(true);
-        g.record(false);
-        assert!(g.should_try(), "a chunk that shrank resets the count");
-    }
-
-    #[test]
-    fn gate_starts_fresh_for_each_file() {
-        let mut g = CompressGate::default();
-        g.record(false);
-        g.record(false);
-        g.end_file();
-        assert!(g.should_try());
     }
 }
