@@ -236,24 +236,7 @@ pub(super) fn write_tree<'a>(
 ) -> Result<()> {
     let io = |e| StoreError::io("writing an image", e);
     let mut buf = Vec::with_capacity(64 * 1024);
-    tarwrite::header(
-        &mut buf,
-        &Header {
-            path: "manifest",
-            kind: EntryKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: manifest.len() as u64,
-            mtime: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-        },
-    );
-    buf.extend_from_slice(manifest);
-    tarwrite::pad(&mut buf, manifest.len() as u64);
+    tarwrite::manifest_entry(&mut buf, manifest);
     let mut first_of_inode: std::collections::HashMap<u64, String> = Default::default();
     let root = std::iter::once((String::new(), root));
     for (path, node) in root.chain(nodes.map(|(p, n)| (p.clone(), n))) {
@@ -639,24 +622,7 @@ mod tests {
             stored: [hello].into_iter().collect(),
         };
         let mut aci = Vec::new();
-        tarwrite::header(
-            &mut aci,
-            &Header {
-                path: "manifest",
-                kind: EntryKind::File,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size: manifest.len() as u64,
-                mtime: 0,
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-            },
-        );
-        aci.extend_from_slice(manifest);
-        tarwrite::pad(&mut aci, manifest.len() as u64);
+        tarwrite::manifest_entry(&mut aci, manifest);
         let body = tar_of(&[("rootfs/a", b"other\n")]);
         aci.extend_from_slice(&body);
         let err = store

@@ -119,6 +119,28 @@ pub(crate) fn pad(out: &mut Vec<u8>, len: u64) {
     }
 }
 
+/// An ACI's `manifest` entry (mode 0644, owned by root, mtime 0) with its content and padding.
+pub(crate) fn manifest_entry(out: &mut Vec<u8>, manifest: &[u8]) {
+    header(
+        out,
+        &Header {
+            path: "manifest",
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: manifest.len() as u64,
+            mtime: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &[],
+        },
+    );
+    out.extend_from_slice(manifest);
+    pad(out, manifest.len() as u64);
+}
+
 /// The end-of-archive marker.
 pub(crate) fn end(out: &mut Vec<u8>) {
     out.extend(std::iter::repeat_n(0u8, 2 * BLOCK));
