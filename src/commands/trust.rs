@@ -20,7 +20,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> Result<u8> {
             insecure_tls: global.insecure_options.tls,
         },
         AuthHeaders::load(&dirs)?,
-    )?;
+    );
     let sources = if args.keys.is_empty() {
         let TrustScope::Prefix(prefix) = &scope else {
             bail!("--root needs the keys to trust as arguments (files or URLs)");

@@ -54,12 +54,12 @@ pub enum Outcome {
 }
 
 impl Client {
-    pub fn new(policy: HttpPolicy, auth: AuthHeaders) -> Result<Client> {
-        Ok(Client {
+    pub fn new(policy: HttpPolicy, auth: AuthHeaders) -> Client {
+        Client {
             agent: std::sync::OnceLock::new(),
             policy,
             auth,
-        })
+        }
     }
 
     fn agent(&self) -> Result<&ureq::Agent> {

@@ -66,7 +66,7 @@ impl<'a> FetchContext<'a> {
         Ok(FetchContext {
             store,
             keystore: Keystore::new(&global.system_config, &global.local_config),
-            client: Client::new(policy, auth)?,
+            client: Client::new(policy, auth),
             skip_verify: global.skip_image_verification(),
             trust_keys_from_https: global.trust_keys_from_https,
             insecure_pubkey: global.insecure_options.pubkey,
