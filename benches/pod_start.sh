@@ -66,10 +66,10 @@ fi
 # Every command runs at the same top CPU priority (nice -19), so that builds or other load on
 # the machine delay the short-lived processes being timed as little as possible. (A real-time
 # policy would do better, but runc cannot move a real-time task into its cgroups.)
-RT=(nice -n -19)
-"${RT[@]}" hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/result.json" "${cmds[@]}" >&2
+PRIO=(nice -n -19)
+"${PRIO[@]}" hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/result.json" "${cmds[@]}" >&2
 
-python3 - "$W/result.json" "$runc_version" "$(git rev-parse --short HEAD)" "${RT[*]:-none}" <<'PY' | python3 benches/section.py pods docs/benchmarks.md
+python3 - "$W/result.json" "$runc_version" "$(git rev-parse --short HEAD)" "${PRIO[*]}" <<'PY' | python3 benches/section.py pods docs/benchmarks.md
 import json, os, platform, sys, time
 res = json.load(open(sys.argv[1]))["results"]
 by = {r["command"]: r for r in res}
