@@ -8,7 +8,7 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::Output;
 
 use common::*;
 
@@ -210,18 +210,6 @@ fn two_pods_of_one_image_share_the_materialised_object() {
     }
     // The second pod was served from the same object: same path, same inode, no copy.
     assert_eq!(objects_with(&dir, &blob()), first);
-}
-
-/// Kills a still-running supervisor on drop (test failure); PodsCleanup's gc runs after.
-struct Supervisor(Option<Child>);
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 #[test]

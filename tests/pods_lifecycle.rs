@@ -43,18 +43,6 @@ fn start_pod(dir: &Path, aci: &Path, uuid_file: &Path, extra: &[&str]) -> (Child
     (child, uuid)
 }
 
-/// Kills a still-running supervisor on drop (test failure), then the gc of PodsCleanup runs.
-struct Supervisor(Option<Child>);
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[test]
 fn sigterm_stops_the_pod_and_runs_post_stop() {
     let tmp = tempfile::tempdir().unwrap();

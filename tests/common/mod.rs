@@ -990,6 +990,19 @@ impl Drop for PodsCleanup {
     }
 }
 
+/// Kills a still-running `rkt run` on drop (test failure); a PodsCleanup declared before it
+/// runs its gc afterwards.
+pub struct Supervisor(pub Option<std::process::Child>);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Mount points below `dir` in this (the host's) mount namespace.
 pub fn host_mounts_below(dir: &Path) -> Vec<String> {
     let d = dir.to_str().unwrap();
