@@ -1,9 +1,9 @@
 //! The second half of an import, on its own thread: cut each file's content into chunks,
-//! skip chunks the store (or this import) already has, compress the rest and append them to
-//! the import's pack. The parsing thread hashes the tar and the files meanwhile, so an import
-//! uses both of a small host's cores.
+//! skip chunks the store (or this import) already has, have the rest compressed (on the
+//! threads of [`CompressPool`]) and append them to the import's pack. The parsing thread
+//! hashes the tar and the files meanwhile, so an import keeps a small host's cores busy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -11,17 +11,18 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::chunker::Chunker;
+use crate::compress_pool::{CompressPool, Packed};
 use crate::error::{Result, StoreError};
 use crate::pack::PackWriter;
 
-/// zstd level for chunks of ACI imports: level 1 keeps compression off the import's
-/// critical path.
+/// zstd level for chunks of ACI imports: level 1 keeps compression, even spread over the
+/// compression workers, from becoming an import's largest cost.
 pub const ZSTD_LEVEL: i32 = 1;
 
 /// zstd level for chunks of Docker layers: their blobs come gzip-compressed (about level 6),
 /// and the store is meant to be smaller than the unique blobs; level 3 is about 12% smaller
-/// than level 1 (and 6% smaller than gzip -6) on system files, and its cost runs on the chunk
-/// thread alongside the download, inflate and parse.
+/// than level 1 (and 6% smaller than gzip -6) on system files, and its cost runs on the
+/// compression workers alongside the download, inflate and parse.
 pub const LAYER_ZSTD_LEVEL: i32 = 3;
 
 /// Messages queued before the parser waits for the chunk writer.
@@ -129,7 +130,9 @@ impl Drop for ChunkWriter {
 struct State {
     conn: Connection,
     db_path: PathBuf,
-    compressor: zstd::bulk::Compressor<'static>,
+    pool: CompressPool,
+    /// New chunks handed to the pool and not yet in the pack.
+    compressing: HashSet<[u8; 32]>,
     written: Written,
 }
 
@@ -155,8 +158,8 @@ fn run(
     let mut st = State {
         conn,
         db_path: db_path.to_path_buf(),
-        compressor: zstd::bulk::Compressor::new(level)
-            .map_err(|e| StoreError::io("starting zstd", e))?,
+        pool: CompressPool::start(level)?,
+        compressing: HashSet::new(),
         written: Written {
             pack,
             new_chunks: HashMap::new(),
@@ -176,6 +179,8 @@ fn run(
             }
         }
     }
+    let rest = st.pool.drain()?;
+    st.append(rest)?;
     Ok(st.written)
 }
 
@@ -197,26 +202,28 @@ impl State {
 
     fn store(&mut self, bytes: &[u8]) -> Result<[u8; 32]> {
         let id = *blake3::hash(bytes).as_bytes();
-        if self.known(&id)? {
+        if self.compressing.contains(&id) || self.known(&id)? {
             return Ok(id);
         }
-        let packed = self
-            .compressor
-            .compress(bytes)
-            .map_err(|e| StoreError::io("compressing a chunk", e))?;
-        let (data, zstd) = if packed.len() < bytes.len() {
-            (&packed[..], true)
-        } else {
-            (bytes, false)
-        };
-        let offset = self.written.pack.append(data)?;
-        let chunk = NewChunk {
-            offset,
-            clen: data.len() as u64,
-            len: bytes.len() as u64,
-            zstd,
-        };
-        self.written.new_chunks.insert(id, chunk);
+        self.compressing.insert(id);
+        let done = self.pool.submit(id, bytes.to_vec())?;
+        self.append(done)?;
         Ok(id)
+    }
+
+    /// Append compressed chunks to the pack and remember where they went.
+    fn append(&mut self, done: Vec<Packed>) -> Result<()> {
+        for p in done {
+            let offset = self.written.pack.append(&p.data)?;
+            self.compressing.remove(&p.id);
+            let chunk = NewChunk {
+                offset,
+                clen: p.data.len() as u64,
+                len: p.len,
+                zstd: p.zstd,
+            };
+            self.written.new_chunks.insert(p.id, chunk);
+        }
+        Ok(())
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Reader<'a> {
     drop_pack_pages: bool,
     /// Check each file's own hash besides its chunks'.
     check_files: bool,
+    /// One zstd context for every chunk (made on first use): a new one per chunk costs more
+    /// than decompressing a small chunk.
+    unzstd: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>>,
 }
 
 impl<'a> Reader<'a> {
@@ -40,6 +43,7 @@ impl<'a> Reader<'a> {
             packs: &store.packs,
             drop_pack_pages: false,
             check_files: true,
+            unzstd: Default::default(),
         }
     }
 
@@ -102,7 +106,7 @@ impl<'a> Reader<'a> {
     fn chunk(&self, c: &ChunkLoc) -> Result<Vec<u8>> {
         let raw = self.packs.read(&c.pack, c.offset, c.clen)?;
         let data = if c.zstd {
-            zstd::bulk::decompress(&raw, c.len).map_err(|e| {
+            self.decompress(&raw, c.len).map_err(|e| {
                 StoreError::Corrupt(format!(
                     "chunk {} in pack {} does not decompress: {e}",
                     hex::encode(c.id),
@@ -121,6 +125,15 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(data)
+    }
+
+    fn decompress(&self, raw: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+        let mut cell = self.unzstd.borrow_mut();
+        let d = match cell.as_mut() {
+            Some(d) => d,
+            None => cell.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(raw, len)
     }
 
     /// Write a file's whole content, checking every chunk and the file's own hash.

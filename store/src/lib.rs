@@ -9,6 +9,7 @@
 mod aci;
 mod chunker;
 mod chunkwriter;
+mod compress_pool;
 mod content;
 pub mod db;
 pub mod decompress;
