@@ -8,6 +8,7 @@ pub mod archive;
 pub mod auth;
 mod error;
 pub mod manifest;
+pub mod prefetch;
 pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -9,6 +9,7 @@ use rkt_store::docker::DockerImage;
 use rkt_store::Store;
 
 use crate::error::{DockerError, Result};
+use crate::prefetch::{Download, Prefetch};
 
 /// One layer of a resolved image, base first.
 #[derive(Debug, Clone)]
@@ -36,6 +37,12 @@ pub trait ImageSource {
     fn open_layer(&mut self, layer: &Layer) -> Result<Box<dyn Read + '_>>;
     /// Names the source in messages and the store.
     fn describe(&self) -> String;
+    /// For sources where a layer's download is slow next to its import (registries): a way
+    /// to open blobs from other threads, so that later layers download while earlier ones
+    /// import. None reads every layer in turn.
+    fn download(&self) -> Option<Download> {
+        None
+    }
 }
 
 /// What a pull did.
@@ -85,16 +92,10 @@ fn pull_layers(
         bytes_fetched: 0,
         stored_bytes: 0,
     };
+    let mut ahead = start_prefetch(store, &*source, &resolved.layers)?;
     let mut digests = Vec::new();
     for layer in &resolved.layers {
-        let known = match store.layer(&layer.digest)? {
-            Some(l) => Some(l),
-            None => match &layer.diff_id {
-                Some(d) => store.layer(d)?,
-                None => None,
-            },
-        };
-        if let Some(l) = known {
+        if let Some(l) = stored_layer(store, layer)? {
             check_diff_id(layer, &l.diff_id)?;
             tracing::debug!(digest = %layer.digest, "layer already stored");
             outcome.layers_reused += 1;
@@ -102,8 +103,13 @@ fn pull_layers(
             continue;
         }
         tracing::info!(digest = %layer.digest, "fetching layer");
-        let blob = source.open_layer(layer)?;
-        let got = store.import_layer(blob, &layer.digest, layer.size)?;
+        let got = match ahead.as_mut().and_then(|a| a.take(&layer.digest)) {
+            Some(spooled) => {
+                let mut spooled = spooled?;
+                store.import_layer(spooled.reader(), &layer.digest, layer.size)?
+            }
+            None => store.import_layer(source.open_layer(layer)?, &layer.digest, layer.size)?,
+        };
         if got.new {
             added.push(got.digest.clone());
         }
@@ -113,11 +119,66 @@ fn pull_layers(
         outcome.stored_bytes += got.stored_bytes;
         digests.push(got.digest);
     }
+    drop(ahead);
     let imported = store.import_layered_image(manifest, &digests, &source.describe())?;
     outcome.stored_bytes += imported.stored_bytes;
     outcome.id = imported.id;
     outcome.name = imported.name;
     Ok(outcome)
+}
+
+/// The stored layer with `layer`'s blob digest or diff ID, if any.
+fn stored_layer(store: &Store, layer: &Layer) -> Result<Option<rkt_store::docker::LayerInfo>> {
+    if let Some(l) = store.layer(&layer.digest)? {
+        return Ok(Some(l));
+    }
+    match &layer.diff_id {
+        Some(d) => Ok(store.layer(d)?),
+        None => Ok(None),
+    }
+}
+
+/// Later layers to download in the background: every missing layer after the first (which
+/// streams straight into its import), each digest once.
+struct Ahead {
+    prefetch: Prefetch,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Ahead {
+    /// The spooled blob of `digest`, or None if it streams from the source.
+    fn take(&mut self, digest: &str) -> Option<Result<crate::prefetch::Spooled>> {
+        let k = self.index.remove(digest)?;
+        Some(self.prefetch.take(k))
+    }
+}
+
+fn start_prefetch(
+    store: &Store,
+    source: &dyn ImageSource,
+    layers: &[Layer],
+) -> Result<Option<Ahead>> {
+    let Some(download) = source.download() else {
+        return Ok(None);
+    };
+    let mut missing: Vec<Layer> = Vec::new();
+    for layer in layers {
+        let repeated = missing.iter().any(|m| m.digest == layer.digest);
+        if !repeated && stored_layer(store, layer)?.is_none() {
+            missing.push(layer.clone());
+        }
+    }
+    if missing.len() < 2 {
+        return Ok(None);
+    }
+    missing.remove(0);
+    let index = missing
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.digest.clone(), k))
+        .collect();
+    let prefetch = Prefetch::start(download, missing, &store.tmp_dir())?;
+    Ok(Some(Ahead { prefetch, index }))
 }
 
 fn check_diff_id(layer: &Layer, got: &str) -> Result<()> {

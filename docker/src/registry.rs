@@ -26,7 +26,9 @@ pub struct Options {
     pub platform: Platform,
 }
 
-/// A registry client for one repository.
+/// A registry client for one repository. A clone shares the connection pool and the
+/// credentials (another thread's downloads use one).
+#[derive(Clone)]
 pub struct Registry {
     agent: Agent,
     base: String,
@@ -370,6 +372,13 @@ impl ImageSource for RegistrySource {
 
     fn describe(&self) -> String {
         self.original.clone()
+    }
+
+    fn download(&self) -> Option<crate::prefetch::Download> {
+        let client = self.client.clone();
+        Some(std::sync::Arc::new(move |layer: &Layer| {
+            client.clone().blob(&layer.digest)
+        }))
     }
 }
 

@@ -78,6 +78,12 @@ impl Store {
         &self.dir
     }
 
+    /// Scratch space on the store's filesystem; `rkt image gc` empties it (under its
+    /// exclusive lock, so never while an import or pull holds the shared one).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
     fn packs_dir(&self) -> PathBuf {
         self.dir.join("packs")
     }
