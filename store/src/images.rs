@@ -339,15 +339,44 @@ impl Store {
     /// Remove an image from the index; its chunks become garbage for `gc` once no other image
     /// uses them.
     pub fn remove_image(&mut self, id: &str) -> Result<()> {
+        let refs = self.content_refs(id)?;
+        let db = self.db.clone();
+        db::write_tx(&mut self.conn, &db, |tx| remove_in_tx(tx, &db, id, &refs))
+    }
+
+    /// Remove several images in one transaction (gc: one commit instead of one per image).
+    /// Images already gone (another process removed them) are skipped.
+    pub(crate) fn remove_images(&mut self, ids: &[String]) -> Result<()> {
+        let mut all = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.content_refs(id) {
+                Ok(refs) => all.push((id, refs)),
+                Err(StoreError::ImageNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let db = self.db.clone();
+        db::write_tx(&mut self.conn, &db, |tx| {
+            for (id, refs) in &all {
+                match remove_in_tx(tx, &db, id, refs) {
+                    Ok(()) | Err(StoreError::ImageNotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// How many times the image's recipe uses each file content.
+    fn content_refs(&self, id: &str) -> Result<std::collections::HashMap<[u8; 32], i64>> {
         let recipe = self.recipe(id)?;
-        let mut refs: std::collections::HashMap<[u8; 32], i64> = std::collections::HashMap::new();
+        let mut refs = std::collections::HashMap::new();
         for op in recipe.ops() {
             if let Op::Content { file_id, .. } = op? {
                 *refs.entry(file_id).or_default() += 1;
             }
         }
-        let db = self.db.clone();
-        db::write_tx(&mut self.conn, &db, |tx| remove_in_tx(tx, &db, id, &refs))
+        Ok(refs)
     }
 }
 

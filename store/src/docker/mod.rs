@@ -8,7 +8,7 @@ pub mod convert;
 pub(crate) mod layer;
 mod perlayer;
 mod squash;
-mod tarwrite;
+pub(crate) mod tarwrite;
 
 pub use convert::{DockerImage, Platform};
 pub use layer::{ImportGuard, LayerInfo, LayerOutcome};
