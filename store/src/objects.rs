@@ -189,7 +189,7 @@ impl Store {
             .mode(0o600)
             .open(tmp)
             .ctx(|| format!("creating {}", tmp.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, &f);
+        let mut w = BufWriter::with_capacity(1 << 20, crate::pack::WritebackFile::new(&f));
         Reader::new(self)
             .dropping_pack_pages()
             .write_file(file, None, &mut w)?;

@@ -66,14 +66,7 @@ impl PackWriter {
         self.out
             .flush()
             .ctx(|| format!("writing pack {}", self.path.display()))?;
-        let fd = self.out.get_ref().as_raw_fd();
-        let (from, len) = (self.flushed as i64, (self.offset - self.flushed) as i64);
-        // SAFETY: `fd` is an open file descriptor owned by `self.out` for the whole call;
-        // sync_file_range only reads its arguments and touches no memory of ours.
-        let rc = unsafe { libc::sync_file_range(fd, from, len, libc::SYNC_FILE_RANGE_WRITE) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "sync_file_range failed; fsync will do");
-        }
+        start_writeback(self.out.get_ref(), self.flushed, self.offset);
         self.flushed = self.offset;
         Ok(())
     }
@@ -92,6 +85,54 @@ impl PackWriter {
         file.sync_all()
             .ctx(|| format!("syncing pack {}", path.display()))?;
         Ok(path)
+    }
+}
+
+/// Ask the kernel to start writing bytes `from..to` of `file` to disk, without waiting; a
+/// failure only means the final fsync does all the work.
+fn start_writeback(file: &File, from: u64, to: u64) {
+    let (from, len) = (from as i64, to.saturating_sub(from) as i64);
+    // SAFETY: `file` is an open file for the whole call; sync_file_range only reads its
+    // arguments and touches no memory of ours.
+    let rc =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "sync_file_range failed; fsync will do");
+    }
+}
+
+/// A file being written that is going to be fsynced: writeback starts every
+/// [`WRITEBACK_EVERY`] bytes, so the disk works while the writer goes on and the fsync finds
+/// little left to write. Buffer it (writes go straight to the file).
+pub(crate) struct WritebackFile<'a> {
+    file: &'a File,
+    written: u64,
+    flushed: u64,
+}
+
+impl<'a> WritebackFile<'a> {
+    pub(crate) fn new(file: &'a File) -> Self {
+        WritebackFile {
+            file,
+            written: 0,
+            flushed: 0,
+        }
+    }
+}
+
+impl Write for WritebackFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = (&mut &*self.file).write(buf)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK_EVERY {
+            start_writeback(self.file, self.flushed, self.written);
+            self.flushed = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
