@@ -256,7 +256,7 @@ fn execution_environment() {
         grep -q ' /dev/shm tmpfs' /proc/self/mounts && echo shm; \
         grep ' /sys ' /proc/self/mounts | grep -q ' ro,' && echo sys-ro; \
         echo x > /dev/null && echo null-writable; \
-        test -e /proc/1/root && echo proc; \
+        test -e /proc/1/stat && test -e /proc/self/root && echo proc; \
         ls /old_root /.oldroot 2>/dev/null; \
         grep -c ' / ' /proc/self/mounts; \
         pwd";

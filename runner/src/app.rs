@@ -34,6 +34,8 @@ struct Identity {
     env: Vec<CString>,
     cwd: String,
     path: String,
+    /// The app's capability bounding set.
+    caps: caps::CapsHashSet,
 }
 
 pub(crate) fn main(ctx: &PodContext, app: &RuntimeApp) -> ! {
@@ -347,6 +349,7 @@ fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
         env,
         cwd,
         path,
+        caps: crate::caps::for_app(app, name)?,
     })
 }
 
@@ -387,6 +390,7 @@ fn become_app(
         if let Some(console) = console {
             crate::console::attach(console, id.uid, id.gid)?;
         }
+        crate::caps::confine(&id.caps)?;
         nix::unistd::setgroups(&id.groups).ctx(|| "setgroups".into())?;
         nix::unistd::setgid(id.gid).ctx(|| format!("setgid {}", id.gid))?;
         nix::unistd::setuid(id.uid).ctx(|| format!("setuid {}", id.uid))?;

@@ -5,6 +5,7 @@
 //! The runner asks the store for root filesystems (`Store::rendered_tree`) and never reads
 //! packs itself. The layout and process model are described in `docs/pods.md`.
 
+pub mod caps;
 pub mod enter;
 pub mod env;
 pub mod error;

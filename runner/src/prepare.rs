@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rkt_store::schema::{
-    AcName, Annotations, App, Environment, EnvironmentVariable, ImageId, Mount, PodManifest,
-    RuntimeApp, RuntimeImage, SemVer, Volume,
+    AcIdentifier, AcName, Annotations, App, Environment, EnvironmentVariable, ImageId, Isolator,
+    Mount, PodManifest, RuntimeApp, RuntimeImage, SemVer, Volume,
 };
 use rkt_store::Store;
 
@@ -50,7 +50,7 @@ impl MountSpec {
 }
 
 /// One app as the command line describes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppSpec {
     /// Full image ID in the store.
     pub image_id: String,
@@ -66,6 +66,9 @@ pub struct AppSpec {
     pub environment: Vars,
     pub mounts: Vec<MountSpec>,
     pub readonly_rootfs: Option<bool>,
+    /// Isolators from the command line (`--caps-retain`, …): they replace the image's
+    /// isolators of the same kind.
+    pub isolators: Vec<Isolator>,
 }
 
 /// A pod as the command line describes it.
@@ -81,6 +84,8 @@ pub struct PodSpec {
     pub set_env: Vars,
     /// How the apps' root filesystems are assembled (`--rootfs`; `--no-overlay` is `Copy`).
     pub rootfs: RootfsMode,
+    /// `--insecure-options=capabilities`: every app keeps every capability.
+    pub all_capabilities: bool,
 }
 
 /// Prepare a new pod. It is returned locked in `prepare/`; the caller moves it on. `on_uuid`
@@ -247,6 +252,25 @@ pub fn build_manifest(store: &Store, spec: &PodSpec) -> Result<PodManifest> {
     })
 }
 
+/// The command line's isolators replace the image's of the same kind (the two capability
+/// sets count as one kind); `--insecure-options=capabilities` then keeps every capability.
+fn apply_isolators(app: &mut App, cli: &[Isolator], all_caps: bool) -> Result<()> {
+    let caps_kind = |n: &str| n == crate::caps::RETAIN_SET || n == crate::caps::REMOVE_SET;
+    let same_kind = |a: &str, b: &str| a == b || (caps_kind(a) && caps_kind(b));
+    for iso in cli {
+        app.isolators
+            .retain(|i| !same_kind(i.name.as_str(), iso.name.as_str()));
+        app.isolators.push(iso.clone());
+    }
+    if all_caps {
+        app.isolators.retain(|i| !caps_kind(i.name.as_str()));
+        let name = AcIdentifier::parse(crate::caps::RETAIN_SET)?;
+        let value = serde_json::json!({ "set": crate::caps::all_names() });
+        app.isolators.push(Isolator::new(name, value)?);
+    }
+    Ok(())
+}
+
 fn runtime_app(
     store: &Store,
     spec: &PodSpec,
@@ -270,6 +294,7 @@ fn runtime_app(
     if let Some(g) = &a.supplementary_gids {
         app.supplementary_gids = g.clone();
     }
+    apply_isolators(&mut app, &a.isolators, spec.all_capabilities)?;
     let image_env: Vars = app
         .environment
         .iter()

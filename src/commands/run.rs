@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use rkt_runner::env::{parse_assignment, parse_env_file, Vars};
 use rkt_runner::pods::PREPARED;
 use rkt_runner::{AppSpec, MountSpec, PodSpec, PodState, RootfsMode, RunOptions};
-use rkt_store::schema::{AcName, Volume};
+use rkt_store::schema::{AcIdentifier, AcName, Isolator, Volume};
 
 use super::pod_net::{self, NetFlags};
 use super::run_args::{self, AppArgs, PodFlags};
@@ -35,14 +35,13 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
             parsed.apps.len()
         );
     }
-    let insecure = match &parsed.pod.insecure_options {
-        Some(text) => {
-            text.parse::<crate::insecure::InsecureOptions>()
-                .map_err(|e| anyhow::anyhow!("--insecure-options: {e}"))?
-                .image
-        }
-        None => false,
+    let insecure_opts = match &parsed.pod.insecure_options {
+        Some(text) => text
+            .parse::<crate::insecure::InsecureOptions>()
+            .map_err(|e| anyhow::anyhow!("--insecure-options: {e}"))?,
+        None => crate::insecure::InsecureOptions::default(),
     };
+    let insecure = insecure_opts.image;
     let asked = rootfs_mode(parsed.pod.rootfs.as_deref(), parsed.pod.no_overlay)?;
     let mut store = open_store(global)?;
     let mut apps = Vec::new();
@@ -60,7 +59,8 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         let ids: Vec<&str> = apps.iter().map(|a| a.image_id.as_str()).collect();
         RootfsMode::default_for(&store, &ids)
     });
-    let spec = pod_spec(&parsed.pod, apps, rootfs)?;
+    let mut spec = pod_spec(&parsed.pod, apps, rootfs)?;
+    spec.all_capabilities = insecure_opts.capabilities || global.insecure_options.capabilities;
     let span = tracing::debug_span!("pod.prepare", rootfs = rootfs.as_str());
     let prepare_span = span.enter();
     let t0 = std::time::Instant::now();
@@ -198,6 +198,33 @@ fn stop_grace(text: Option<&str>) -> Result<std::time::Duration> {
     }
 }
 
+/// `--caps-retain` / `--caps-remove` as the appc isolator they stand for.
+fn caps_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
+    let (kind, list, flag) = match (&a.caps_retain, &a.caps_remove) {
+        (Some(_), Some(_)) => bail!(
+            "image {}: --caps-retain and --caps-remove cannot both be given (retain names the whole set)",
+            a.image
+        ),
+        (Some(l), None) => (rkt_runner::caps::RETAIN_SET, l, "--caps-retain"),
+        (None, Some(l)) => (rkt_runner::caps::REMOVE_SET, l, "--caps-remove"),
+        (None, None) => return Ok(Vec::new()),
+    };
+    let names = list
+        .split(',')
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| rkt_runner::caps::canonical(n).with_context(|| flag.to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    if names.is_empty() {
+        bail!("{flag}: name at least one capability, e.g. {flag}=CAP_NET_ADMIN");
+    }
+    let iso = Isolator::new(
+        AcIdentifier::parse(kind)?,
+        serde_json::json!({ "set": names }),
+    )
+    .with_context(|| flag.to_string())?;
+    Ok(vec![iso])
+}
+
 fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
     let gids = match &a.supplementary_gids {
         None => None,
@@ -228,6 +255,7 @@ fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
             .map(|m| MountSpec::parse(m))
             .collect::<Result<_, _>>()?,
         readonly_rootfs: a.readonly_rootfs,
+        isolators: caps_isolators(a)?,
     })
 }
 
@@ -278,6 +306,7 @@ fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>, rootfs: RootfsMode) -> Result<PodS
         set_env_file,
         set_env: assignments(&p.set_env, "--set-env")?,
         rootfs,
+        all_capabilities: false,
     })
 }
 

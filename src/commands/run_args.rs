@@ -43,6 +43,8 @@ pub struct AppArgs {
     pub mounts: Vec<String>,
     pub readonly_rootfs: Option<bool>,
     pub signature: Option<String>,
+    pub caps_retain: Option<String>,
+    pub caps_remove: Option<String>,
 }
 
 /// The parsed command line of `run` or `prepare`.
@@ -275,6 +277,14 @@ fn set_app(a: &mut AppArgs, name: &str, v: &str) -> Result<bool> {
         "mount" => a.mounts.push(v.into()),
         "readonly-rootfs" => a.readonly_rootfs = Some(bool_value(name, v)?),
         "signature" => a.signature = Some(v.into()),
+        "caps-retain" | "cap-retain" => {
+            once(&a.caps_retain)?;
+            a.caps_retain = Some(v.into())
+        }
+        "caps-remove" | "cap-remove" => {
+            once(&a.caps_remove)?;
+            a.caps_remove = Some(v.into())
+        }
         _ => return Ok(false),
     }
     Ok(true)

@@ -1,0 +1,163 @@
+//! App isolators: the capability bounding set (rkt's default set, appc's retain and remove
+//! sets from the image, `--caps-retain`/`--caps-remove`, `--insecure-options=capabilities`).
+//! Runs real pods as root with busybox-static images built at test time.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Capability numbers (capabilities(7)) of rkt's default set.
+const DEFAULT_CAPS: [u32; 14] = [29, 0, 1, 4, 3, 5, 27, 13, 10, 7, 6, 8, 31, 18];
+
+fn mask(caps: &[u32]) -> u64 {
+    caps.iter().fold(0, |m, c| m | (1u64 << c))
+}
+
+/// The CapBnd, CapEff and CapPrm masks `/proc/self/status` reports inside the pod.
+fn pod_caps(dir: &Path, aci: &Path, pod_flags: &[&str], app_flags: &[&str]) -> (u64, u64, u64) {
+    let mut args = vec!["run"];
+    args.extend_from_slice(pod_flags);
+    args.push(aci.to_str().unwrap());
+    args.extend_from_slice(app_flags);
+    args.extend_from_slice(&["--exec", "/bin/cat", "--", "/proc/self/status"]);
+    let o = rkt_pod(dir, &args);
+    assert!(o.status.success(), "{}", describe("run cat status", &o));
+    status_caps(&String::from_utf8_lossy(&o.stdout))
+}
+
+fn status_caps(status: &str) -> (u64, u64, u64) {
+    let field = |name: &str| {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"));
+        u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+    };
+    (field("CapBnd:"), field("CapEff:"), field("CapPrm:"))
+}
+
+#[test]
+fn apps_run_with_rkts_default_capabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "caps", &sh_app("true"), |_| {});
+    let want = mask(&DEFAULT_CAPS);
+    let (bnd, eff, prm) = pod_caps(&dir, &aci, &[], &[]);
+    assert_eq!(
+        (bnd, eff, prm),
+        (want, want, want),
+        "root app: {bnd:x} {eff:x} {prm:x}"
+    );
+    // Without CAP_SYS_ADMIN a root app cannot mount (here: over its own /tmp).
+    let o = rkt_pod(
+        &dir,
+        &[
+            "run",
+            aci.to_str().unwrap(),
+            "--exec",
+            "/bin/busybox",
+            "--",
+            "mount",
+            "-t",
+            "tmpfs",
+            "none",
+            "/tmp",
+        ],
+    );
+    assert!(!o.status.success(), "{}", describe("mount in a pod", &o));
+    // A non-root app has no capabilities at all, and the same bounding set.
+    let (bnd, eff, prm) = pod_caps(&dir, &aci, &[], &["--user=1000", "--group=1000"]);
+    assert_eq!(
+        (bnd, eff, prm),
+        (want, 0, 0),
+        "user 1000: {bnd:x} {eff:x} {prm:x}"
+    );
+}
+
+#[test]
+fn retain_and_remove_sets_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "capsflags", &sh_app("true"), |_| {});
+    // CAP_NET_ADMIN is 12, CAP_CHOWN 0.
+    let (bnd, eff, _) = pod_caps(&dir, &aci, &[], &["--caps-retain=CAP_NET_ADMIN,chown"]);
+    assert_eq!((bnd, eff), (mask(&[12, 0]), mask(&[12, 0])));
+    let (bnd, _, _) = pod_caps(&dir, &aci, &[], &["--caps-remove=CAP_CHOWN,CAP_NET_RAW"]);
+    assert_eq!(bnd, mask(&DEFAULT_CAPS) & !mask(&[0, 13]));
+    // rkt's old spelling
+    let (bnd, _, _) = pod_caps(&dir, &aci, &[], &["--cap-retain=CAP_KILL"]);
+    assert_eq!(bnd, mask(&[5]));
+    // --insecure-options=capabilities keeps everything rkt's own bounding set has (the flag
+    // is rkt's global one: given after `run`, it replaces the `image` rkt_pod passes).
+    let host = status_caps(&std::fs::read_to_string("/proc/self/status").unwrap()).0;
+    let (bnd, _, _) = pod_caps(&dir, &aci, &["--insecure-options=image,capabilities"], &[]);
+    assert_eq!(
+        bnd, host,
+        "all capabilities: {bnd:x} vs the host's {host:x}"
+    );
+
+    // Unknown names and conflicting flags are refused before any pod exists.
+    for bad in [
+        vec!["--caps-retain=CAP_PONIES"],
+        vec!["--caps-retain=CAP_KILL", "--caps-remove=CAP_CHOWN"],
+        vec!["--caps-retain="],
+    ] {
+        let mut args = vec!["run", aci.to_str().unwrap()];
+        args.extend_from_slice(&bad);
+        let o = rkt_pod(&dir, &args);
+        assert_eq!(o.status.code(), Some(254), "{}", describe("bad caps", &o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("caps"), "{bad:?}: {err}");
+    }
+    let listed = rkt_ok(&dir, &["list", "--no-legend"]);
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "only the four good pods exist:\n{listed}"
+    );
+}
+
+#[test]
+fn image_isolators_apply_and_the_command_line_replaces_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let app = serde_json::json!({
+        "exec": ["/bin/true"], "user": "0", "group": "0",
+        "isolators": [{"name": "os/linux/capabilities-retain-set",
+                       "value": {"set": ["CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"]}}],
+    });
+    let aci = busybox_aci(tmp.path(), "capsimage", &app.to_string(), |_| {});
+    // CAP_NET_BIND_SERVICE is 10, CAP_SYS_TIME 25.
+    let (bnd, _, _) = pod_caps(&dir, &aci, &[], &[]);
+    assert_eq!(bnd, mask(&[10, 25]));
+    let (bnd, _, _) = pod_caps(&dir, &aci, &[], &["--caps-remove=CAP_KILL"]);
+    assert_eq!(
+        bnd,
+        mask(&DEFAULT_CAPS) & !mask(&[5]),
+        "the CLI's set replaces the image's"
+    );
+    // The pod manifest says what the app ran with.
+    let save = tmp.path().join("uuid");
+    let flag = format!("--uuid-file-save={}", save.display());
+    let o = rkt_pod(
+        &dir,
+        &[
+            "run",
+            &flag,
+            aci.to_str().unwrap(),
+            "--caps-retain=CAP_CHOWN",
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("run", &o));
+    let uuid = std::fs::read_to_string(&save).unwrap();
+    let manifest = rkt_ok(&dir, &["cat-manifest", &uuid]);
+    assert!(
+        manifest.contains("CAP_CHOWN") && !manifest.contains("CAP_SYS_TIME"),
+        "{manifest}"
+    );
+}
