@@ -280,6 +280,7 @@ struct Look {
     dev: (u32, u32),
     xattrs: Vec<(String, Vec<u8>)>,
     file_id: Option<FileId>,
+    sparse: Option<Vec<(u64, u64)>>,
 }
 
 fn empty_id() -> FileId {
@@ -299,6 +300,7 @@ fn look_of_node(n: &Node) -> Look {
         dev: (n.dev_major, n.dev_minor),
         xattrs: n.xattrs.clone(),
         file_id: file.then(|| n.file_id.unwrap_or_else(empty_id)),
+        sparse: if file { n.sparse.clone() } else { None },
     }
 }
 
@@ -315,6 +317,7 @@ fn look_of_entry(e: &Entry) -> Look {
         dev: (e.dev_major, e.dev_minor),
         xattrs: e.xattrs.clone(),
         file_id: file.then(|| e.file_id.unwrap_or_else(empty_id)),
+        sparse: if file { e.sparse.clone() } else { None },
     }
 }
 
@@ -341,7 +344,7 @@ fn entries_as_written(aci: &LayerAci) -> Vec<Entry> {
                 dev_minor: n.dev_minor,
                 xattrs: n.xattrs.clone(),
                 file_id: (n.kind == EntryKind::File).then(|| n.file_id.unwrap_or_else(empty_id)),
-                sparse: None,
+                sparse: n.sparse.clone(),
             };
             if n.kind == EntryKind::File {
                 match first.get(&n.inode) {

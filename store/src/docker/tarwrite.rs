@@ -1,6 +1,7 @@
 //! A small deterministic tar writer for the squashed ACI of a layered image: USTAR headers,
 //! with a PAX extended header only where a value does not fit (long paths and link targets,
-//! large ids or sizes, times before 1970, xattrs).
+//! large ids or sizes, times before 1970, xattrs). Sparse files are written as GNU tar's PAX
+//! sparse format 1.0 (what `tar --sparse --format=posix` writes): the holes are not in the tar.
 
 use crate::entry::EntryKind;
 
@@ -19,6 +20,10 @@ pub(crate) struct Header<'a> {
     pub dev_major: u32,
     pub dev_minor: u32,
     pub xattrs: &'a [(String, Vec<u8>)],
+    /// A sparse regular file's data segments `(offset, length)`: sorted, not overlapping and
+    /// inside `size` (the caller checks, see [`crate::entry::check_sparse_map`]). The content
+    /// the caller writes after the header is their concatenation.
+    pub sparse: Option<&'a [(u64, u64)]>,
 }
 
 fn typeflag(kind: EntryKind) -> u8 {
@@ -55,10 +60,50 @@ fn fits(value: u64, digits: u32) -> bool {
     value < 8u64.pow(digits)
 }
 
-/// Write one entry's header(s) to `out` (content and its padding are the caller's).
+/// The text of a PAX 1.0 sparse map (`count`, then `offset` and `length` of each segment, one
+/// decimal number a line), zero-padded to whole blocks; it starts the entry's data area.
+fn sparse_map_text(segs: &[(u64, u64)]) -> Vec<u8> {
+    let mut text = format!("{}\n", segs.len());
+    for (off, len) in segs {
+        text.push_str(&format!("{off}\n{len}\n"));
+    }
+    let mut text = text.into_bytes();
+    let len = text.len() as u64;
+    pad(&mut text, len);
+    text
+}
+
+/// GNU tar's header name for a PAX 1.0 sparse file, `DIR/GNUSparseFile.0/BASE`: readers that do
+/// not know the format extract the data area under that name (still inside `rootfs/`).
+fn sparse_header_name(path: &str) -> String {
+    match path.rfind('/') {
+        Some(i) => format!("{}/GNUSparseFile.0/{}", &path[..i], &path[i + 1..]),
+        None => format!("GNUSparseFile.0/{path}"),
+    }
+}
+
+/// Write one entry's header(s) to `out` (content and its padding are the caller's; for a sparse
+/// file the content is the data segments, and its padding is that of their total length).
 pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
     let mut pax = Vec::new();
-    let name = h.path.as_bytes();
+    let mut map = Vec::new();
+    let mut data_size = h.size;
+    let mut header_name = std::borrow::Cow::Borrowed(h.path);
+    if let Some(segs) = h.sparse {
+        map = sparse_map_text(segs);
+        let packed = segs.iter().fold(0u64, |sum, s| sum.saturating_add(s.1));
+        data_size = packed.saturating_add(map.len() as u64);
+        pax_record(&mut pax, "GNU.sparse.major", b"1");
+        pax_record(&mut pax, "GNU.sparse.minor", b"0");
+        pax_record(&mut pax, "GNU.sparse.name", h.path.as_bytes());
+        pax_record(
+            &mut pax,
+            "GNU.sparse.realsize",
+            h.size.to_string().as_bytes(),
+        );
+        header_name = std::borrow::Cow::Owned(sparse_header_name(h.path));
+    }
+    let name = header_name.as_bytes();
     if name.len() > 100 {
         pax_record(&mut pax, "path", name);
     }
@@ -72,8 +117,8 @@ pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
     if !fits(h.gid.into(), 7) {
         pax_record(&mut pax, "gid", h.gid.to_string().as_bytes());
     }
-    if !fits(h.size, 11) {
-        pax_record(&mut pax, "size", h.size.to_string().as_bytes());
+    if !fits(data_size, 11) {
+        pax_record(&mut pax, "size", data_size.to_string().as_bytes());
     }
     let mtime = u64::try_from(h.mtime).ok().filter(|m| fits(*m, 11));
     if mtime.is_none() {
@@ -95,20 +140,22 @@ pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
             dev_major: 0,
             dev_minor: 0,
             xattrs: &[],
+            sparse: None,
         };
         ustar(out, &pax_header, b'x');
         out.extend_from_slice(&pax);
         pad(out, pax.len() as u64);
     }
     let clipped = Header {
-        path: h.path,
+        path: &header_name,
         uid: if fits(h.uid.into(), 7) { h.uid } else { 0 },
         gid: if fits(h.gid.into(), 7) { h.gid } else { 0 },
-        size: if fits(h.size, 11) { h.size } else { 0 },
+        size: if fits(data_size, 11) { data_size } else { 0 },
         mtime: mtime.map(|m| m as i64).unwrap_or(0),
         ..*h
     };
     ustar(out, &clipped, typeflag(h.kind));
+    out.extend_from_slice(&map);
 }
 
 /// Zero padding after `len` content bytes, up to the next block.
@@ -135,6 +182,7 @@ pub(crate) fn manifest_entry(out: &mut Vec<u8>, manifest: &[u8]) {
             dev_major: 0,
             dev_minor: 0,
             xattrs: &[],
+            sparse: None,
         },
     );
     out.extend_from_slice(manifest);
@@ -205,6 +253,7 @@ mod tests {
                 dev_major: 0,
                 dev_minor: 0,
                 xattrs: &xattrs,
+                sparse: None,
             },
         );
         out.extend_from_slice(b"abc");
