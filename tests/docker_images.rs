@@ -1,7 +1,8 @@
 //! Docker and OCI images end to end: a real registry (Debian's docker-registry on 127.0.0.1),
 //! multi-layer images built with umoci from busybox-static (whiteouts, opaque directories,
 //! hard links across layers, config), pushed with skopeo, pulled by `rkt fetch docker://`,
-//! converted by `docker2aci`, and imported from `docker save`-style and OCI archives.
+//! converted by `docker2aci`, and imported from `docker save`-style and OCI archives; sparse
+//! files in layers; a registry that requires basic auth.
 
 mod common;
 
@@ -24,13 +25,18 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, "")
+    }
+
+    /// Start with `extra` appended to the configuration (e.g. an `auth:` section).
+    fn start_with(dir: &Path, extra: &str) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             dir.join("data").display()
         );
         std::fs::write(dir.join("config.yml"), config).unwrap();
@@ -1113,4 +1119,188 @@ tar --sparse --format=posix -C s -cf good.tar f"#,
         .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum())
         .unwrap_or(0);
     assert_eq!(packs, 0);
+}
+
+/// A registry that requires HTTP basic auth (htpasswd, bcrypt) for user `alice`, password
+/// `s3cret`, holding `test/app:v1` pushed with those credentials.
+fn basic_auth_registry(t: &Path) -> Registry {
+    let dir = t.join("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .expect("run htpasswd (package apache2-utils)");
+    assert!(o.status.success(), "{}", describe("htpasswd", &o));
+    std::fs::write(dir.join("htpasswd"), &o.stdout).unwrap();
+    let reg = Registry::start_with(
+        &dir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: rkt-test\n    path: {}\n",
+            dir.join("htpasswd").display()
+        ),
+    );
+    let oci = build_images(t);
+    // Pushing without credentials is refused: the registry really requires them.
+    let o = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:app", oci.display()))
+        .arg(reg.url("test/app:v1"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "an anonymous push must be refused");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:app", oci.display()),
+        &reg.url("test/app:v1"),
+    ]));
+    reg
+}
+
+fn docker_auth_file(config_dir: &Path, registry: &str, password: &str) {
+    let d = config_dir.join("auth.d");
+    std::fs::create_dir_all(&d).unwrap();
+    let v = serde_json::json!({
+        "rktKind": "dockerAuth",
+        "rktVersion": "v1",
+        "registries": [registry],
+        "credentials": {"user": "alice", "password": password},
+    });
+    std::fs::write(d.join("registry.json"), v.to_string()).unwrap();
+}
+
+fn assert_store_empty(store: &Path) {
+    assert!(list_ids(store).is_empty(), "nothing may be stored");
+    let packs: u64 = std::fs::read_dir(store.join("packs"))
+        .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum())
+        .unwrap_or(0);
+    assert_eq!(packs, 0, "no layer may be stored");
+}
+
+#[test]
+fn registry_with_basic_auth_needs_configured_credentials() {
+    let t = tmp();
+    let reg = basic_auth_registry(t.path());
+    let host = format!("127.0.0.1:{}", reg.port);
+    let url = reg.url("test/app:v1");
+    let (system, local) = (t.path().join("system"), t.path().join("local"));
+    let store = t.path().join("store");
+    let sys = system.to_str().unwrap().to_string();
+    let loc = local.to_str().unwrap().to_string();
+    let fetch_args = |u: &str| {
+        vec![
+            "--system-config".to_string(),
+            sys.clone(),
+            "--local-config".to_string(),
+            loc.clone(),
+            "--insecure-options=image,http".to_string(),
+            "fetch".to_string(),
+            "--full".to_string(),
+            u.to_string(),
+        ]
+    };
+    let args = fetch_args(&url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // No credentials: refused, saying how to configure them, and nothing is stored.
+    let err = rkt_fails(&store, &args);
+    for want in ["user name and password", "dockerAuth", "auth.d", &host] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    assert_store_empty(&store);
+
+    // A wrong password: refused, naming the user.
+    docker_auth_file(&local, &host, "wrong");
+    let err = rkt_fails(&store, &args);
+    assert!(
+        err.contains("401") && err.contains("\"alice\"") && err.contains("password"),
+        "{err}"
+    );
+    assert_store_empty(&store);
+
+    // The right password in the local configuration: fetched and converted.
+    docker_auth_file(&local, &host, "s3cret");
+    let o = rkt(&store, &args);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("fetch with credentials", &o)
+    );
+    let id = out_text(&o).0.trim().to_string();
+    let r = t.path().join("render");
+    rkt_ok(&store, &["image", "render", &id, r.to_str().unwrap()]);
+    assert_app_tree(&r.join("rootfs"));
+
+    // The system configuration directory is read too (the local one overrides it).
+    std::fs::remove_dir_all(&local).unwrap();
+    docker_auth_file(&system, &host, "s3cret");
+    let store2 = t.path().join("store2");
+    let o = rkt(&store2, &args);
+    assert!(o.status.success(), "{}", describe("system config", &o));
+    assert_eq!(out_text(&o).0.trim(), id);
+    docker_auth_file(&local, &host, "wrong");
+    let store3 = t.path().join("store3");
+    rkt_fails(&store3, &args);
+    assert_store_empty(&store3);
+
+    // docker2aci: --username/--password, or the Docker client's config.json in $HOME.
+    let home = t.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let docker2aci = |extra: &[&str]| {
+        Command::new(DOCKER2ACI)
+            .env("HOME", &home)
+            .args(["--insecure-allow-http", "--output-dir"])
+            .arg(&out)
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let o = docker2aci(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe("docker2aci", &o));
+    let err = out_text(&o).1;
+    assert!(
+        err.contains("--username") && err.contains(".docker/config.json"),
+        "{err}"
+    );
+    let o = docker2aci(&["--username", "alice", "--password", "nope"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe("docker2aci", &o));
+    assert!(out_text(&o).1.contains("\"alice\""), "{}", out_text(&o).1);
+    assert!(
+        std::fs::read_dir(&out).unwrap().next().is_none(),
+        "no file written"
+    );
+
+    let aci = out.join("test-app-v1.aci");
+    let o = docker2aci(&["--username", "alice", "--password", "s3cret"]);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci --username", &o)
+    );
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
+    std::fs::remove_file(&aci).unwrap();
+
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    std::fs::create_dir(home.join(".docker")).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let o = docker2aci(&[]);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci config.json", &o)
+    );
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
 }
