@@ -5,6 +5,8 @@
 //! files in layers; a registry that requires basic auth.
 
 mod common;
+#[path = "support/token.rs"]
+mod token;
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
@@ -1301,6 +1303,101 @@ fn registry_with_basic_auth_needs_configured_credentials() {
         "{}",
         describe("docker2aci config.json", &o)
     );
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
+}
+
+#[test]
+fn registry_with_token_auth_gets_tokens_with_configured_credentials() {
+    let t = tmp();
+    let dir = t.path().join("registry");
+    let service = "rkt-test-registry";
+    let issuer = token::TokenServer::start(&t.path().join("issuer"), service, "alice", "s3cret");
+    let reg = Registry::start_with(
+        &dir,
+        &format!(
+            "auth:\n  token:\n    realm: {}\n    service: {service}\n    issuer: {}\n    rootcertbundle: {}\n",
+            issuer.realm(),
+            token::ISSUER,
+            issuer.cert.display()
+        ),
+    );
+    let oci = build_images(t.path());
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:app", oci.display()),
+        &reg.url("test/app:v1"),
+    ]));
+    assert!(issuer.tokens_given() > 0, "skopeo pushed with a token");
+
+    let host = format!("127.0.0.1:{}", reg.port);
+    let url = reg.url("test/app:v1");
+    let local = t.path().join("local");
+    let loc = local.to_str().unwrap();
+    let none = t.path().join("none");
+    let args = [
+        "--system-config",
+        none.to_str().unwrap(),
+        "--local-config",
+        loc,
+        "--insecure-options=image,http",
+        "fetch",
+        "--full",
+        &url,
+    ];
+    let store = t.path().join("store");
+
+    // No credentials: the token service refuses, and rkt says how to configure them.
+    let err = rkt_fails(&store, &args);
+    for want in ["token", "401", "dockerAuth", "auth.d", &host] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    assert_store_empty(&store);
+
+    // A wrong password: refused by the token service, naming the user.
+    docker_auth_file(&local, &host, "wrong");
+    let err = rkt_fails(&store, &args);
+    assert!(err.contains("refused user \"alice\""), "{err}");
+    assert_store_empty(&store);
+
+    // The right one: a token, then the image.
+    docker_auth_file(&local, &host, "s3cret");
+    let before = issuer.tokens_given();
+    let o = rkt(&store, &args);
+    assert!(o.status.success(), "{}", describe("fetch with a token", &o));
+    assert!(issuer.tokens_given() > before, "rkt fetched a token");
+    let id = out_text(&o).0.trim().to_string();
+    let r = t.path().join("render");
+    rkt_ok(&store, &["image", "render", &id, r.to_str().unwrap()]);
+    assert_app_tree(&r.join("rootfs"));
+
+    // docker2aci with --username/--password writes the same image.
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .env("HOME", &none)
+        .args([
+            "--insecure-allow-http",
+            "--username",
+            "alice",
+            "--password",
+            "s3cret",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci with a token", &o)
+    );
+    let aci = out.join("test-app-v1.aci");
     run(Command::new("actool").arg("validate").arg(&aci));
     assert_eq!(image_id(&aci), id);
 }
