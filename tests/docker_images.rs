@@ -921,6 +921,7 @@ fn sparse_files_in_layers_pull_run_export_and_convert() {
 
     // The squashed image keeps the files sparse: its export is small, is its ID, and GNU tar
     // extracts the original bytes from it.
+    rkt_ok(&store, &["image", "verify", &id]);
     let exported = export(&store, &id, t.path());
     assert_eq!(sha512_id(&exported), id);
     assert!(
@@ -943,19 +944,6 @@ fn sparse_files_in_layers_pull_run_export_and_convert() {
     let r = t.path().join("render");
     rkt_ok(&store, &["image", "render", &id, r.to_str().unwrap()]);
     assert_sparse_files(t.path(), &r.join("rootfs"), "rkt image render");
-    let o = rkt(
-        &store,
-        &[
-            "run",
-            &id,
-            "--exec",
-            "/bin/sh",
-            "--",
-            "-c",
-            "cd /sparse && stat -c '%n %s' gnu.img posix.img v01.img && md5sum gnu.img posix.img v01.img",
-        ],
-    );
-    assert!(o.status.success(), "{}", describe("run sparse", &o));
     let md5 = Command::new("md5sum")
         .args([
             "s1/sparse/gnu.img",
@@ -973,7 +961,28 @@ fn sparse_files_in_layers_pull_run_export_and_convert() {
         "gnu.img 1073741824\nposix.img 8388608\nv01.img 4194304\n{}  gnu.img\n{}  posix.img\n{}  v01.img",
         sums[0], sums[1], sums[2]
     );
-    assert_eq!(out_text(&o).0.trim(), expected);
+    // Every way of assembling the rootfs: rendered tree, lazy FUSE tree, private copy.
+    for mode in ["rendered", "lazy", "copy"] {
+        let o = rkt(
+            &store,
+            &[
+                "run",
+                &format!("--rootfs={mode}"),
+                &id,
+                "--exec",
+                "/bin/sh",
+                "--",
+                "-c",
+                "cd /sparse && stat -c '%n %s' gnu.img posix.img v01.img && md5sum gnu.img posix.img v01.img",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "{}",
+            describe(&format!("run --rootfs={mode}"), &o)
+        );
+        assert_eq!(out_text(&o).0.trim(), expected, "--rootfs={mode}");
+    }
 
     // docker2aci writes the same image, which actool accepts and rkt fetch imports as is.
     let out = t.path().join("out");
