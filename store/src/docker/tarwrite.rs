@@ -235,6 +235,66 @@ mod tests {
     }
 
     #[test]
+    fn sparse_headers_parse_back_as_pax_1_0() {
+        let long = "d/".repeat(60) + "sparse.img";
+        let segs = [(0u64, 3u64), (1 << 40, 2), ((1 << 41) - 1, 0)];
+        let size = (1u64 << 41) - 1;
+        let mut out = Vec::new();
+        header(
+            &mut out,
+            &Header {
+                path: &long,
+                kind: EntryKind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size,
+                mtime: 1,
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &[],
+                sparse: Some(&segs),
+            },
+        );
+        out.extend_from_slice(b"abcde");
+        pad(&mut out, 5);
+        end(&mut out);
+        struct Sink(Vec<crate::tarstream::TarEntry>, Vec<u8>);
+        impl crate::tarstream::TarSink for Sink {
+            fn skeleton(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+            fn entry(
+                &mut self,
+                e: &crate::tarstream::TarEntry,
+            ) -> Result<(), crate::tarstream::TarError> {
+                self.0.push(e.clone());
+                Ok(())
+            }
+            fn content(&mut self, b: &[u8]) -> Result<(), crate::tarstream::TarError> {
+                self.1.extend_from_slice(b);
+                Ok(())
+            }
+            fn end_entry(&mut self) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+        }
+        let mut sink = Sink(Vec::new(), Vec::new());
+        crate::tarstream::parse(out.as_slice(), &mut sink).unwrap();
+        assert_eq!(sink.0.len(), 1);
+        let e = &sink.0[0];
+        assert_eq!(e.path, long.as_bytes());
+        assert_eq!(e.size, size);
+        assert_eq!(e.sparse.as_deref(), Some(&segs[..]));
+        assert_eq!(sink.1, b"abcde");
+        // Readers that ignore the sparse records see the GNU tar style name, still below the
+        // entry's directory.
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("/GNUSparseFile.0/sparse.img"), "{text}");
+    }
+
+    #[test]
     fn headers_parse_back() {
         let long = "d/".repeat(80) + "file";
         let xattrs = vec![("user.x".to_string(), b"v".to_vec())];
