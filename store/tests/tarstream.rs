@@ -589,7 +589,7 @@ def add(t, name, data=b"", **kw):
 
         let mut h = header("f", b'S', 0);
         h[257..265].copy_from_slice(b"ustar  \0");
-        let slot = b"00000000000\000000000000\0";
+        let slot = b"00000000000\x0000000000000\x00";
         for i in 0..4 {
             h[386 + 24 * i..386 + 24 * (i + 1)].copy_from_slice(slot);
         }
