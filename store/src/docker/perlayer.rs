@@ -558,6 +558,25 @@ mod tests {
     }
 
     #[test]
+    fn sparse_files_keep_their_map_and_a_different_map_is_a_difference() {
+        let mut f = file("f", 1);
+        f.size = 1 << 30;
+        f.sparse = Some(vec![(0, 1), (1 << 30, 0)]);
+        let l = layers(vec![vec![f], vec![link("h", "f"), file("g", 2)]]);
+        let merged = squash(&l);
+        let mut acis = plan(&manifest(), &l).unwrap();
+        assert!(differences(&merged, &acis).unwrap().is_empty());
+        let written = entries_as_written(&acis[1]);
+        let f = written.iter().find(|e| e.path == "f").unwrap();
+        assert_eq!(f.sparse, Some(vec![(0, 1), (1 << 30, 0)]));
+        // The same content spread differently renders differently: caught.
+        acis[1].nodes.get_mut("f").unwrap().sparse = Some(vec![(5, 1), (1 << 30, 0)]);
+        acis[0].nodes.get_mut("f").unwrap().sparse = Some(vec![(5, 1), (1 << 30, 0)]);
+        let wrong = differences(&merged, &acis).unwrap();
+        assert!(wrong.contains("f") && wrong.contains("h"), "{wrong:?}");
+    }
+
+    #[test]
     fn pinning_sets_the_dependency_image_id() {
         let l = layers(vec![vec![file("f", 1)], vec![file("g", 2)]]);
         let mut acis = plan(&manifest(), &l).unwrap();
