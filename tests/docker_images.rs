@@ -1,9 +1,12 @@
 //! Docker and OCI images end to end: a real registry (Debian's docker-registry on 127.0.0.1),
 //! multi-layer images built with umoci from busybox-static (whiteouts, opaque directories,
 //! hard links across layers, config), pushed with skopeo, pulled by `rkt fetch docker://`,
-//! converted by `docker2aci`, and imported from `docker save`-style and OCI archives.
+//! converted by `docker2aci`, and imported from `docker save`-style and OCI archives; sparse
+//! files in layers; a registry that requires basic auth.
 
 mod common;
+#[path = "support/token.rs"]
+mod token;
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
@@ -24,13 +27,18 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, "")
+    }
+
+    /// Start with `extra` appended to the configuration (e.g. an `auth:` section).
+    fn start_with(dir: &Path, extra: &str) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
             dir.join("data").display()
         );
         std::fs::write(dir.join("config.yml"), config).unwrap();
@@ -842,4 +850,563 @@ fn platform_selects_the_image_of_a_manifest_list() {
         describe("docker2aci --platform", &o)
     );
     assert_eq!(image_id(&out.join("test-multi-v1.aci")), arm);
+}
+
+/// Sparse files as GNU tar packs them, each in its own layer on top of `base` (tag `sparse`):
+/// `/sparse/gnu.img` (old GNU 'S' entries: 1 GiB, "head" at 0, "data\n" at 512 MiB, a hole up
+/// to the end), `/sparse/posix.img` (PAX 1.0: 8 MiB, "tail" in its last bytes) and
+/// `/sparse/v01.img` (PAX 0.1: 4 MiB of hole only). The originals stay in `dir/s1..s3`.
+fn add_sparse(dir: &Path, oci: &Path) {
+    let script = r#"
+OCI="$1"; W="$2"
+mkdir -p "$W/s1/sparse" "$W/s2/sparse" "$W/s3/sparse"
+f="$W/s1/sparse/gnu.img"; truncate -s 1G "$f"
+printf head | dd of="$f" conv=notrunc status=none
+echo data | dd of="$f" bs=1M seek=512 conv=notrunc status=none
+f="$W/s2/sparse/posix.img"; truncate -s 8M "$f"
+printf tail | dd of="$f" bs=1 seek=$((8 * 1024 * 1024 - 4)) conv=notrunc status=none
+truncate -s 4M "$W/s3/sparse/v01.img"
+tar --sparse --format=gnu -C "$W/s1" -cf "$W/ls1.tar" sparse
+tar --sparse --format=posix -C "$W/s2" -cf "$W/ls2.tar" sparse/posix.img
+tar --sparse --sparse-version=0.1 --format=posix -C "$W/s3" -cf "$W/ls3.tar" sparse/v01.img
+umoci raw add-layer --image "$OCI:base" --tag sparse "$W/ls1.tar"
+umoci raw add-layer --image "$OCI:sparse" "$W/ls2.tar"
+umoci raw add-layer --image "$OCI:sparse" "$W/ls3.tar"
+"#;
+    run(Command::new("bash")
+        .arg("-euc")
+        .arg(script)
+        .arg("build")
+        .arg(oci)
+        .arg(dir));
+    let ls1 = std::fs::read(dir.join("ls1.tar")).unwrap();
+    assert_eq!(
+        ls1[512 + 156],
+        b'S',
+        "GNU tar --sparse wrote a type S entry"
+    );
+    assert!(ls1.len() < 1 << 20, "the layer holds no hole");
+}
+
+const SPARSE_FILES: [(&str, &str, u64); 3] = [
+    ("s1", "sparse/gnu.img", 1 << 30),
+    ("s2", "sparse/posix.img", 8 << 20),
+    ("s3", "sparse/v01.img", 4 << 20),
+];
+
+/// The sparse files under `root` are the originals: same size and bytes, and still sparse.
+fn assert_sparse_files(dir: &Path, root: &Path, what: &str) {
+    for (src, rel, size) in SPARSE_FILES {
+        let (orig, got) = (dir.join(src).join(rel), root.join(rel));
+        let md = std::fs::metadata(&got).unwrap_or_else(|e| panic!("{what}: /{rel}: {e}"));
+        assert_eq!(md.len(), size, "{what}: size of /{rel}");
+        assert!(
+            md.blocks() * 512 < 1 << 20,
+            "{what}: /{rel} should stay sparse, has {} blocks",
+            md.blocks()
+        );
+        run(Command::new("cmp").arg(&orig).arg(&got));
+    }
+}
+
+#[test]
+fn sparse_files_in_layers_pull_run_export_and_convert() {
+    let t = tmp();
+    let oci = build_images(t.path());
+    add_sparse(t.path(), &oci);
+    let reg = Registry::start(&t.path().join("registry"));
+    reg.push(&oci, "sparse", "test/sparse:v1");
+    let store = t.path().join("store");
+    let (id, _) = fetch_docker(&store, &reg.url("test/sparse:v1"));
+
+    // The squashed image keeps the files sparse: its export is small, is its ID, and GNU tar
+    // extracts the original bytes from it.
+    rkt_ok(&store, &["image", "verify", &id]);
+    let exported = export(&store, &id, t.path());
+    assert_eq!(sha512_id(&exported), id);
+    assert!(
+        exported.len() < 16 << 20,
+        "the export holds no hole: {} bytes",
+        exported.len()
+    );
+    let x = t.path().join("extracted");
+    std::fs::create_dir(&x).unwrap();
+    let exported_file = t.path().join("sparse-export.aci");
+    std::fs::write(&exported_file, &exported).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&exported_file)
+        .arg("-C")
+        .arg(&x));
+    assert_sparse_files(t.path(), &x.join("rootfs"), "GNU tar extracting the export");
+
+    // Rendered and run: right sizes and bytes, holes read as zeros.
+    let r = t.path().join("render");
+    rkt_ok(&store, &["image", "render", &id, r.to_str().unwrap()]);
+    assert_sparse_files(t.path(), &r.join("rootfs"), "rkt image render");
+    let md5 = Command::new("md5sum")
+        .args([
+            "s1/sparse/gnu.img",
+            "s2/sparse/posix.img",
+            "s3/sparse/v01.img",
+        ])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    let sums: Vec<String> = String::from_utf8_lossy(&md5.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let expected = format!(
+        "gnu.img 1073741824\nposix.img 8388608\nv01.img 4194304\n{}  gnu.img\n{}  posix.img\n{}  v01.img",
+        sums[0], sums[1], sums[2]
+    );
+    // Every way of assembling the rootfs: rendered tree, lazy FUSE tree, private copy.
+    for mode in ["rendered", "lazy", "copy"] {
+        let o = rkt(
+            &store,
+            &[
+                "run",
+                &format!("--rootfs={mode}"),
+                &id,
+                "--exec",
+                "/bin/sh",
+                "--",
+                "-c",
+                "cd /sparse && stat -c '%n %s' gnu.img posix.img v01.img && md5sum gnu.img posix.img v01.img",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "{}",
+            describe(&format!("run --rootfs={mode}"), &o)
+        );
+        assert_eq!(out_text(&o).0.trim(), expected, "--rootfs={mode}");
+    }
+
+    // docker2aci writes the same image, which actool accepts and rkt fetch imports as is.
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .args(["--insecure-allow-http", "--output-dir"])
+        .arg(&out)
+        .arg(reg.url("test/sparse:v1"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe("docker2aci", &o));
+    let aci = out.join("test-sparse-v1.aci");
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
+    let store2 = t.path().join("store2");
+    assert_eq!(fetch(&store2, &aci), id);
+
+    // A docker-archive of the image imports too.
+    let archive = t.path().join("sparse.docker");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:sparse", oci.display()),
+        &format!("docker-archive:{}:test/sparse:v1", archive.display()),
+    ]));
+    let from_archive = fetch(&store2, &archive);
+    let r2 = t.path().join("render-archive");
+    rkt_ok(
+        &store2,
+        &["image", "render", &from_archive, r2.to_str().unwrap()],
+    );
+    assert_sparse_files(t.path(), &r2.join("rootfs"), "docker-archive");
+
+    // Per-layer ACIs: valid, and rendered through their dependencies exactly the squash.
+    let layered = t.path().join("layered-out");
+    std::fs::create_dir(&layered).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .args(["--nosquash", "--insecure-allow-http", "--output-dir"])
+        .arg(&layered)
+        .arg(reg.url("test/sparse:v1"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci --nosquash", &o)
+    );
+    let acis: Vec<PathBuf> = out_text(&o).0.lines().map(PathBuf::from).collect();
+    assert_eq!(acis.len(), 4);
+    let store3 = t.path().join("store3");
+    let mut top = String::new();
+    for a in &acis {
+        run(Command::new("actool").arg("validate").arg(a));
+        assert!(std::fs::metadata(a).unwrap().len() < 16 << 20);
+        top = fetch(&store3, a);
+    }
+    let r3 = t.path().join("render-layered");
+    rkt_ok(&store3, &["image", "render", &top, r3.to_str().unwrap()]);
+    assert_sparse_files(t.path(), &r3.join("rootfs"), "per-layer ACIs");
+    let diffs = compare_trees(&r.join("rootfs"), &r3.join("rootfs"), ALL_CHECKS);
+    assert!(diffs.is_empty(), "layered render differs: {diffs:#?}");
+}
+
+/// A single-image OCI layout whose only layer is `layer`.
+fn layout_with_layer(dir: &Path, layer: &Path) -> PathBuf {
+    let oci = dir.join(format!(
+        "oci-{}",
+        layer.file_stem().unwrap().to_string_lossy()
+    ));
+    run(Command::new("bash")
+        .arg("-euc")
+        .arg(r#"umoci init --layout "$1"; umoci new --image "$1:x"; umoci raw add-layer --image "$1:x" "$2""#)
+        .arg("build")
+        .arg(&oci)
+        .arg(layer));
+    oci
+}
+
+#[test]
+fn hostile_sparse_maps_in_layers_store_nothing() {
+    let t = tmp();
+    let w = t.path();
+    // A PAX 1.0 sparse file ("tail" in the last 4 bytes of 8 MiB), then its map (text at the
+    // start of the data area, so no header checksum changes) made hostile.
+    run(Command::new("bash")
+        .arg("-euc")
+        .arg(
+            r#"cd "$1"; mkdir -p s; truncate -s 8M s/f
+printf tail | dd of=s/f bs=1 seek=$((8 * 1024 * 1024 - 4)) conv=notrunc status=none
+tar --sparse --format=posix -C s -cf good.tar f"#,
+        )
+        .arg("build")
+        .arg(w));
+    let good = std::fs::read(w.join("good.tar")).unwrap();
+    // The map is the block after the header named `./GNUSparseFile.PID/f`.
+    let name_at = good
+        .windows(13)
+        .position(|x| x == b"GNUSparseFile")
+        .expect("a PAX 1.0 sparse entry");
+    let at = name_at - name_at % 512 + 512;
+    let numbers: Vec<u64> = String::from_utf8_lossy(&good[at..at + 512])
+        .trim_end_matches('\0')
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    // Bytes the data segments hold (GNU tar rounds them to the file system's blocks).
+    let packed: u64 = numbers[2..].iter().step_by(2).sum();
+    let size = 8u64 << 20;
+    let (half, quarter) = (packed / 2, packed / 4);
+    let cases = [
+        (
+            "past-size",
+            format!("1\n{}\n{packed}\n", size - packed + 1),
+            "exceeds",
+        ),
+        (
+            "overlap",
+            format!("2\n0\n{half}\n{quarter}\n{}\n", packed - half),
+            "overlaps",
+        ),
+        (
+            "unsorted",
+            format!("2\n{packed}\n{half}\n0\n{}\n", packed - half),
+            "overlaps",
+        ),
+        ("huge-count", "99999999999\n".to_string(), "does not fit"),
+    ];
+    let store = w.join("store");
+    for (name, bad, why) in cases {
+        let mut tar = good.clone();
+        tar[at..at + 512].fill(0);
+        tar[at..at + bad.len()].copy_from_slice(bad.as_bytes());
+        let layer = w.join(format!("{name}.tar"));
+        std::fs::write(&layer, &tar).unwrap();
+        let oci = layout_with_layer(w, &layer);
+        let err = rkt_fails(
+            &store,
+            &["--insecure-options=image", "fetch", oci.to_str().unwrap()],
+        );
+        assert!(err.contains("sparse") && err.contains(why), "{name}: {err}");
+    }
+    assert!(list_ids(&store).is_empty(), "nothing may be stored");
+    rkt_ok(&store, &["image", "gc", "--grace-period=0s"]);
+    let packs: u64 = std::fs::read_dir(store.join("packs"))
+        .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum())
+        .unwrap_or(0);
+    assert_eq!(packs, 0);
+}
+
+/// A registry that requires HTTP basic auth (htpasswd, bcrypt) for user `alice`, password
+/// `s3cret`, holding `test/app:v1` pushed with those credentials.
+fn basic_auth_registry(t: &Path) -> Registry {
+    let dir = t.join("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .expect("run htpasswd (package apache2-utils)");
+    assert!(o.status.success(), "{}", describe("htpasswd", &o));
+    std::fs::write(dir.join("htpasswd"), &o.stdout).unwrap();
+    let reg = Registry::start_with(
+        &dir,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: rkt-test\n    path: {}\n",
+            dir.join("htpasswd").display()
+        ),
+    );
+    let oci = build_images(t);
+    // Pushing without credentials is refused: the registry really requires them.
+    let o = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:app", oci.display()))
+        .arg(reg.url("test/app:v1"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "an anonymous push must be refused");
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:app", oci.display()),
+        &reg.url("test/app:v1"),
+    ]));
+    reg
+}
+
+fn docker_auth_file(config_dir: &Path, registry: &str, password: &str) {
+    let d = config_dir.join("auth.d");
+    std::fs::create_dir_all(&d).unwrap();
+    let v = serde_json::json!({
+        "rktKind": "dockerAuth",
+        "rktVersion": "v1",
+        "registries": [registry],
+        "credentials": {"user": "alice", "password": password},
+    });
+    std::fs::write(d.join("registry.json"), v.to_string()).unwrap();
+}
+
+fn assert_store_empty(store: &Path) {
+    assert!(list_ids(store).is_empty(), "nothing may be stored");
+    let packs: u64 = std::fs::read_dir(store.join("packs"))
+        .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum())
+        .unwrap_or(0);
+    assert_eq!(packs, 0, "no layer may be stored");
+}
+
+#[test]
+fn registry_with_basic_auth_needs_configured_credentials() {
+    let t = tmp();
+    let reg = basic_auth_registry(t.path());
+    let host = format!("127.0.0.1:{}", reg.port);
+    let url = reg.url("test/app:v1");
+    let (system, local) = (t.path().join("system"), t.path().join("local"));
+    let store = t.path().join("store");
+    let sys = system.to_str().unwrap().to_string();
+    let loc = local.to_str().unwrap().to_string();
+    let fetch_args = |u: &str| {
+        vec![
+            "--system-config".to_string(),
+            sys.clone(),
+            "--local-config".to_string(),
+            loc.clone(),
+            "--insecure-options=image,http".to_string(),
+            "fetch".to_string(),
+            "--full".to_string(),
+            u.to_string(),
+        ]
+    };
+    let args = fetch_args(&url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // No credentials: refused, saying how to configure them, and nothing is stored.
+    let err = rkt_fails(&store, &args);
+    for want in ["user name and password", "dockerAuth", "auth.d", &host] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    assert_store_empty(&store);
+
+    // A wrong password: refused, naming the user.
+    docker_auth_file(&local, &host, "wrong");
+    let err = rkt_fails(&store, &args);
+    assert!(
+        err.contains("401") && err.contains("\"alice\"") && err.contains("password"),
+        "{err}"
+    );
+    assert_store_empty(&store);
+
+    // The right password in the local configuration: fetched and converted.
+    docker_auth_file(&local, &host, "s3cret");
+    let o = rkt(&store, &args);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("fetch with credentials", &o)
+    );
+    let id = out_text(&o).0.trim().to_string();
+    let r = t.path().join("render");
+    rkt_ok(&store, &["image", "render", &id, r.to_str().unwrap()]);
+    assert_app_tree(&r.join("rootfs"));
+
+    // The system configuration directory is read too (the local one overrides it).
+    std::fs::remove_dir_all(&local).unwrap();
+    docker_auth_file(&system, &host, "s3cret");
+    let store2 = t.path().join("store2");
+    let o = rkt(&store2, &args);
+    assert!(o.status.success(), "{}", describe("system config", &o));
+    assert_eq!(out_text(&o).0.trim(), id);
+    docker_auth_file(&local, &host, "wrong");
+    let store3 = t.path().join("store3");
+    rkt_fails(&store3, &args);
+    assert_store_empty(&store3);
+
+    // docker2aci: --username/--password, or the Docker client's config.json in $HOME.
+    let home = t.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let docker2aci = |extra: &[&str]| {
+        Command::new(DOCKER2ACI)
+            .env("HOME", &home)
+            .args(["--insecure-allow-http", "--output-dir"])
+            .arg(&out)
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let o = docker2aci(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe("docker2aci", &o));
+    let err = out_text(&o).1;
+    assert!(
+        err.contains("--username") && err.contains(".docker/config.json"),
+        "{err}"
+    );
+    let o = docker2aci(&["--username", "alice", "--password", "nope"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe("docker2aci", &o));
+    assert!(out_text(&o).1.contains("\"alice\""), "{}", out_text(&o).1);
+    assert!(
+        std::fs::read_dir(&out).unwrap().next().is_none(),
+        "no file written"
+    );
+
+    let aci = out.join("test-app-v1.aci");
+    let o = docker2aci(&["--username", "alice", "--password", "s3cret"]);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci --username", &o)
+    );
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
+    std::fs::remove_file(&aci).unwrap();
+
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    std::fs::create_dir(home.join(".docker")).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let o = docker2aci(&[]);
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci config.json", &o)
+    );
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
+}
+
+#[test]
+fn registry_with_token_auth_gets_tokens_with_configured_credentials() {
+    let t = tmp();
+    let dir = t.path().join("registry");
+    let service = "rkt-test-registry";
+    let issuer = token::TokenServer::start(&t.path().join("issuer"), service, "alice", "s3cret");
+    let reg = Registry::start_with(
+        &dir,
+        &format!(
+            "auth:\n  token:\n    realm: {}\n    service: {service}\n    issuer: {}\n    rootcertbundle: {}\n",
+            issuer.realm(),
+            token::ISSUER,
+            issuer.cert.display()
+        ),
+    );
+    let oci = build_images(t.path());
+    run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:app", oci.display()),
+        &reg.url("test/app:v1"),
+    ]));
+    assert!(issuer.tokens_given() > 0, "skopeo pushed with a token");
+
+    let host = format!("127.0.0.1:{}", reg.port);
+    let url = reg.url("test/app:v1");
+    let local = t.path().join("local");
+    let loc = local.to_str().unwrap();
+    let none = t.path().join("none");
+    let args = [
+        "--system-config",
+        none.to_str().unwrap(),
+        "--local-config",
+        loc,
+        "--insecure-options=image,http",
+        "fetch",
+        "--full",
+        &url,
+    ];
+    let store = t.path().join("store");
+
+    // No credentials: the token service refuses, and rkt says how to configure them.
+    let err = rkt_fails(&store, &args);
+    for want in ["token", "401", "dockerAuth", "auth.d", &host] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    assert_store_empty(&store);
+
+    // A wrong password: refused by the token service, naming the user.
+    docker_auth_file(&local, &host, "wrong");
+    let err = rkt_fails(&store, &args);
+    assert!(err.contains("refused user \"alice\""), "{err}");
+    assert_store_empty(&store);
+
+    // The right one: a token, then the image.
+    docker_auth_file(&local, &host, "s3cret");
+    let before = issuer.tokens_given();
+    let o = rkt(&store, &args);
+    assert!(o.status.success(), "{}", describe("fetch with a token", &o));
+    assert!(issuer.tokens_given() > before, "rkt fetched a token");
+    let id = out_text(&o).0.trim().to_string();
+    let r = t.path().join("render");
+    rkt_ok(&store, &["image", "render", &id, r.to_str().unwrap()]);
+    assert_app_tree(&r.join("rootfs"));
+
+    // docker2aci with --username/--password writes the same image.
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = Command::new(DOCKER2ACI)
+        .env("HOME", &none)
+        .args([
+            "--insecure-allow-http",
+            "--username",
+            "alice",
+            "--password",
+            "s3cret",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("docker2aci with a token", &o)
+    );
+    let aci = out.join("test-app-v1.aci");
+    run(Command::new("actool").arg("validate").arg(&aci));
+    assert_eq!(image_id(&aci), id);
 }

@@ -27,6 +27,7 @@ PACKAGES=(
     golang-go golang-github-appc-spec-dev # the appc ACE validator, built at test time (pods_ace)
     build-essential pkg-config libssl-dev # C compilers for bundled SQLite, zstd, lzma; libcrypto (SHA-512)
     docker-registry skopeo umoci # Docker/OCI images: a local registry, pushes, image builds
+    apache2-utils  # htpasswd -B: bcrypt users for the registry that requires basic auth
     gnupg          # gpg: real keys and signatures for the trust/fetch tests
     openssl        # a test CA and server certificates for the HTTPS tests
     iproute2       # ip: loopback up in the discovery tests' network namespace
@@ -40,7 +41,7 @@ if [ -z "${RKT_TESTS_NO_APT:-}" ]; then
         || die "apt-get install failed"
 fi
 
-for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot docker-registry skopeo umoci \
+for tool in cargo actool busybox python3 tar gzip bzip2 xz setfattr getfattr mknod mount chroot docker-registry skopeo umoci htpasswd \
     gpg openssl go ip iptables iptables-save iptables-restore nsenter unshare timeout script; do
     command -v "$tool" >/dev/null || die "$tool not found (cargo: install Rust with rustup)"
 done

@@ -24,6 +24,9 @@ pub struct Options {
     pub allow_http: bool,
     pub credentials: Option<Credentials>,
     pub platform: Platform,
+    /// How the user gives this program credentials for the registry (its own configuration
+    /// files or flags): said when the registry asks for credentials that are missing or wrong.
+    pub credentials_hint: String,
 }
 
 /// A registry client for one repository. A clone shares the connection pool and the
@@ -174,12 +177,18 @@ impl Registry {
             .limit(4096)
             .read_to_string()
             .unwrap_or_default();
-        let hint = match status {
-            401 | 403 => {
-                " (access denied: add credentials for this registry in an auth.d dockerAuth file)"
-            }
-            404 => " (no such image, tag or blob)",
-            _ => "",
+        let hint = match (status, &self.opts.credentials) {
+            (401 | 403, Some(c)) => format!(
+                " (access denied to user {:?}: check the user name, the password and the user's \
+                 rights; {})",
+                c.user, self.opts.credentials_hint
+            ),
+            (401 | 403, None) => format!(
+                " (access denied without credentials: {})",
+                self.opts.credentials_hint
+            ),
+            (404, _) => " (no such image, tag or blob)".to_string(),
+            _ => String::new(),
         };
         Err(DockerError::Http {
             url: url.to_string(),
@@ -195,7 +204,10 @@ impl Registry {
                 let c = creds.ok_or_else(|| {
                     registry_err(
                         &self.registry,
-                        "asks for a user name and password; add a dockerAuth file in auth.d",
+                        format!(
+                            "asks for a user name and password, and none is configured for it: {}",
+                            self.opts.credentials_hint
+                        ),
                     )
                 })?;
                 self.authorization = Some(basic(&c));
@@ -225,9 +237,23 @@ impl Registry {
                     msg: e.to_string(),
                 })?;
                 if !resp.status().is_success() {
+                    let status = resp.status().as_u16();
+                    let why = match (status, &creds) {
+                        (401 | 403, Some(c)) => format!(
+                            ": the token service refused user {:?}; check the user name and \
+                             password ({})",
+                            c.user, self.opts.credentials_hint
+                        ),
+                        (401 | 403, None) => format!(
+                            ": the token service wants credentials, and none is configured for \
+                             this registry: {}",
+                            self.opts.credentials_hint
+                        ),
+                        _ => String::new(),
+                    };
                     return Err(DockerError::Http {
                         url,
-                        msg: format!("token request refused: HTTP {}", resp.status().as_u16()),
+                        msg: format!("token request refused: HTTP {status}{why}"),
                     });
                 }
                 let v: Value = serde_json::from_slice(

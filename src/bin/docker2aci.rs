@@ -93,10 +93,15 @@ fn output_name(repository: &str, tag: Option<&str>) -> String {
 
 fn run(args: &Args) -> Result<Vec<PathBuf>> {
     let mut source: Box<dyn ImageSource> = if args.image.starts_with("docker:") {
+        let registry = rkt_docker::DockerRef::parse(&args.image)?.registry;
         let opts = Options {
             allow_http: args.insecure_allow_http,
             credentials: credentials(args)?,
             platform: args.platform.clone(),
+            credentials_hint: format!(
+                "pass --username and --password, or log in with `docker login {registry}` \
+                 (docker2aci reads $HOME/.docker/config.json)"
+            ),
         };
         Box::new(RegistrySource::new(&args.image, opts)?)
     } else {

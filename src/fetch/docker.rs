@@ -51,6 +51,7 @@ pub fn fetch_registry(ctx: &mut FetchContext, url: &str) -> Result<String> {
         allow_http: ctx.allow_http,
         credentials: rkt_docker::auth::DockerAuth::load(&dirs)?.for_registry(&reference.registry),
         platform: ctx.platform.clone(),
+        credentials_hint: credentials_hint(&dirs, &reference.registry),
     };
     let mut source = rkt_docker::registry::RegistrySource::new(url, opts)
         .with_context(|| format!("cannot fetch {url}"))?;
@@ -58,6 +59,22 @@ pub fn fetch_registry(ctx: &mut FetchContext, url: &str) -> Result<String> {
         rkt_docker::pull(ctx.store, &mut source).with_context(|| format!("cannot fetch {url}"))?;
     report_pull(url, &outcome);
     Ok(outcome.id)
+}
+
+/// How to give rkt credentials for `registry`: a `dockerAuth` file in `auth.d/` of one of the
+/// configuration directories rkt reads.
+fn credentials_hint(dirs: &[&Path], registry: &str) -> String {
+    let dirs: Vec<String> = dirs
+        .iter()
+        .map(|d| d.join("auth.d").display().to_string())
+        .collect();
+    format!(
+        "put a JSON file of kind dockerAuth for it in one of {} (the auth.d/ of \
+         --system-config, --local-config or --user-config), e.g. \
+         {{\"rktKind\": \"dockerAuth\", \"rktVersion\": \"v1\", \"registries\": [\"{registry}\"], \
+         \"credentials\": {{\"user\": \"USER\", \"password\": \"PASSWORD\"}}}}",
+        dirs.join(", ")
+    )
 }
 
 /// A `docker save` tarball, an OCI archive or an OCI layout directory.

@@ -98,3 +98,44 @@ impl Entry {
         }
     }
 }
+
+/// Checks a sparse file's data segments against its logical `size`: in order, not overlapping,
+/// inside the file. Returns the bytes the segments hold (the file's stored content), or why
+/// the map is wrong.
+pub(crate) fn check_sparse_map(segs: &[(u64, u64)], size: u64) -> Result<u64, String> {
+    let (mut end, mut total) = (0u64, 0u64);
+    for &(off, len) in segs {
+        let seg_end = off
+            .checked_add(len)
+            .filter(|&e| e <= size)
+            .ok_or_else(|| format!("segment {off}+{len} exceeds the file size {size}"))?;
+        if off < end {
+            return Err(format!("segment at {off} overlaps the previous one"));
+        }
+        end = seg_end;
+        // Cannot overflow: the segments are disjoint and inside `size`.
+        total += len;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_sparse_map;
+
+    #[test]
+    fn sparse_maps_are_checked() {
+        assert_eq!(check_sparse_map(&[(0, 4), (10, 2), (20, 0)], 20), Ok(6));
+        assert_eq!(check_sparse_map(&[], 1 << 40), Ok(0));
+        assert!(check_sparse_map(&[(0, 4), (2, 2)], 20).is_err(), "overlap");
+        assert!(
+            check_sparse_map(&[(10, 2), (0, 4)], 20).is_err(),
+            "unsorted"
+        );
+        assert!(check_sparse_map(&[(18, 4)], 20).is_err(), "past the size");
+        assert!(
+            check_sparse_map(&[(u64::MAX, 2)], u64::MAX).is_err(),
+            "overflow"
+        );
+    }
+}

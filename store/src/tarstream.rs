@@ -21,6 +21,10 @@ const BLOCK_U64: u64 = BLOCK as u64;
 const BUF_SIZE: usize = 256 * 1024;
 /// Largest PAX or GNU long-name record accepted (they are held in memory).
 const MAX_SPECIAL: u64 = 8 << 20;
+/// Most data segments a sparse file may have. GNU tar writes one per data extent of the file,
+/// so real maps are far shorter; the bound keeps a hostile map (millions of empty segments, or
+/// a 1.0 map whose count promises more) from costing more memory than the archive's own size.
+pub const MAX_SPARSE_SEGMENTS: usize = 1 << 20;
 
 /// Receives the pieces of a tar stream, in stream order.
 pub trait TarSink {
@@ -835,6 +839,12 @@ fn check_sparse(
     offset: u64,
 ) -> Result<(), TarError> {
     let bad = |reason: String| bad_field("sparse map", offset, reason);
+    if map.len() > MAX_SPARSE_SEGMENTS {
+        return Err(bad(format!(
+            "{} segments, more than the {MAX_SPARSE_SEGMENTS} accepted",
+            map.len()
+        )));
+    }
     let (mut end, mut total) = (0u64, 0u64);
     for &(start, len) in map {
         let seg_end = start.checked_add(len).filter(|&e| e <= realsize);
@@ -878,6 +888,13 @@ impl MapReader {
                     format!("bad number {:?}", String::from_utf8_lossy(line)),
                 )
             })?;
+            if self.numbers.is_empty() && n > MAX_SPARSE_SEGMENTS as u64 {
+                return Err(bad_field(
+                    "GNU sparse 1.0 map",
+                    offset,
+                    format!("{n} segments, more than the {MAX_SPARSE_SEGMENTS} accepted"),
+                ));
+            }
             self.numbers.push(n);
             self.cursor += nl + 1;
         }
@@ -1073,6 +1090,13 @@ impl<R: Read> Parser<R> {
                 .input
                 .skeleton_block("a GNU sparse extension header", sink)?;
             more = read_sparse_entries(&block, 21, offset, &mut map)? && block[504] != 0;
+            if map.len() > MAX_SPARSE_SEGMENTS {
+                return Err(bad_field(
+                    "sparse map",
+                    hdr.offset,
+                    format!("more than the {MAX_SPARSE_SEGMENTS} segments accepted"),
+                ));
+            }
         }
         Ok(map)
     }

@@ -555,6 +555,69 @@ def add(t, name, data=b"", **kw):
         }
     }
 
+    /// Sparse maps with more segments than `MAX_SPARSE_SEGMENTS` are refused: a PAX 1.0 map
+    /// whose count says so (before its numbers are read), and an old GNU map of that many
+    /// (empty, so otherwise valid) segments in extension blocks.
+    #[test]
+    fn sparse_maps_with_too_many_segments_are_refused() {
+        use rkt_store::tarstream::MAX_SPARSE_SEGMENTS;
+        let too_many = MAX_SPARSE_SEGMENTS + 1;
+        let v1 = [
+            pax_member(
+                &[
+                    ("GNU.sparse.major", "1"),
+                    ("GNU.sparse.minor", "0"),
+                    ("GNU.sparse.name", "f"),
+                    ("GNU.sparse.realsize", "10"),
+                ],
+                false,
+            ),
+            member(
+                "GNUSparseFile.0/f",
+                b'0',
+                &{
+                    // The map's block and one more: room enough, so only the count is wrong.
+                    let mut area = format!("{too_many}\n0\n0\n").into_bytes();
+                    area.resize(1024, 0);
+                    area
+                },
+                0,
+            ),
+            TRAILER.to_vec(),
+        ]
+        .concat();
+
+        let mut h = header("f", b'S', 0);
+        h[257..265].copy_from_slice(b"ustar  \0");
+        let slot = b"00000000000\x0000000000000\x00";
+        for i in 0..4 {
+            h[386 + 24 * i..386 + 24 * (i + 1)].copy_from_slice(slot);
+        }
+        h[482] = 1;
+        h[483..495].copy_from_slice(b"00000000012\0");
+        set_checksum(&mut h);
+        let mut gnu = h;
+        let mut left = too_many - 4;
+        while left > 0 {
+            let mut block = [0u8; 512];
+            for i in 0..left.min(21) {
+                block[24 * i..24 * (i + 1)].copy_from_slice(slot);
+            }
+            left -= left.min(21);
+            block[504] = u8::from(left > 0);
+            gnu.extend_from_slice(&block);
+        }
+        gnu.extend_from_slice(&TRAILER);
+
+        for (what, archive) in [("PAX 1.0", v1), ("old GNU", gnu)] {
+            let err = parse(&archive[..], &mut Recorder::default()).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("{MAX_SPARSE_SEGMENTS}")),
+                "{what}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn signed_checksum_is_accepted() {
         let mut h = header("\u{e9}t\u{e9}", b'0', 1);

@@ -280,6 +280,7 @@ struct Look {
     dev: (u32, u32),
     xattrs: Vec<(String, Vec<u8>)>,
     file_id: Option<FileId>,
+    sparse: Option<Vec<(u64, u64)>>,
 }
 
 fn empty_id() -> FileId {
@@ -299,6 +300,7 @@ fn look_of_node(n: &Node) -> Look {
         dev: (n.dev_major, n.dev_minor),
         xattrs: n.xattrs.clone(),
         file_id: file.then(|| n.file_id.unwrap_or_else(empty_id)),
+        sparse: if file { n.sparse.clone() } else { None },
     }
 }
 
@@ -315,6 +317,7 @@ fn look_of_entry(e: &Entry) -> Look {
         dev: (e.dev_major, e.dev_minor),
         xattrs: e.xattrs.clone(),
         file_id: file.then(|| e.file_id.unwrap_or_else(empty_id)),
+        sparse: if file { e.sparse.clone() } else { None },
     }
 }
 
@@ -341,7 +344,7 @@ fn entries_as_written(aci: &LayerAci) -> Vec<Entry> {
                 dev_minor: n.dev_minor,
                 xattrs: n.xattrs.clone(),
                 file_id: (n.kind == EntryKind::File).then(|| n.file_id.unwrap_or_else(empty_id)),
-                sparse: None,
+                sparse: n.sparse.clone(),
             };
             if n.kind == EntryKind::File {
                 match first.get(&n.inode) {
@@ -552,6 +555,25 @@ mod tests {
             (h2.kind, h2.link.as_deref()),
             (EntryKind::HardLink, Some("f"))
         );
+    }
+
+    #[test]
+    fn sparse_files_keep_their_map_and_a_different_map_is_a_difference() {
+        let mut f = file("f", 1);
+        f.size = 1 << 30;
+        f.sparse = Some(vec![(0, 1), (1 << 30, 0)]);
+        let l = layers(vec![vec![f], vec![link("h", "f"), file("g", 2)]]);
+        let merged = squash(&l);
+        let mut acis = plan(&manifest(), &l).unwrap();
+        assert!(differences(&merged, &acis).unwrap().is_empty());
+        let written = entries_as_written(&acis[1]);
+        let f = written.iter().find(|e| e.path == "f").unwrap();
+        assert_eq!(f.sparse, Some(vec![(0, 1), (1 << 30, 0)]));
+        // The same content spread differently renders differently: caught.
+        acis[1].nodes.get_mut("f").unwrap().sparse = Some(vec![(5, 1), (1 << 30, 0)]);
+        acis[0].nodes.get_mut("f").unwrap().sparse = Some(vec![(5, 1), (1 << 30, 0)]);
+        let wrong = differences(&merged, &acis).unwrap();
+        assert!(wrong.contains("f") && wrong.contains("h"), "{wrong:?}");
     }
 
     #[test]

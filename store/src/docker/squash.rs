@@ -13,7 +13,7 @@ use rusqlite::params;
 
 use super::layer::LayerEntry;
 use super::tarwrite::{self, Header};
-use crate::entry::{EntryKind, FileId};
+use crate::entry::{check_sparse_map, EntryKind, FileId};
 use crate::error::{Result, StoreError};
 use crate::import::{ImportOutcome, KnownContent};
 use crate::{lock, Store};
@@ -35,6 +35,8 @@ pub(crate) struct Node {
     pub dev_minor: u32,
     pub xattrs: Vec<(String, Vec<u8>)>,
     pub file_id: Option<FileId>,
+    /// A sparse file's data segments (its content is their concatenation).
+    pub sparse: Option<Vec<(u64, u64)>>,
     /// Regular files sharing an inode (hard links) share this number.
     pub inode: u64,
 }
@@ -128,6 +130,7 @@ impl Merged {
                 dev_minor: 0,
                 xattrs: Vec::new(),
                 file_id: None,
+                sparse: None,
                 inode,
             },
         );
@@ -164,12 +167,18 @@ impl Merged {
     }
 
     fn add(&mut self, digest: &str, e: &LayerEntry) -> Result<()> {
-        if e.sparse.is_some() {
-            return Err(invalid(format!(
-                "layer {digest}: /{} is a sparse file, which layered images cannot hold yet",
-                e.path
-            )));
-        }
+        let sparse = match (&e.sparse, e.kind) {
+            (Some(segs), EntryKind::File) => {
+                check_sparse_map(segs, e.size).map_err(|why| {
+                    StoreError::Corrupt(format!(
+                        "layer {digest}: stored sparse map of /{}: {why}; run `rkt image verify`",
+                        e.path
+                    ))
+                })?;
+                Some(segs.clone())
+            }
+            _ => None,
+        };
         if !e.path.is_empty() {
             self.ensure_parents(&e.path);
         }
@@ -185,6 +194,7 @@ impl Merged {
             dev_minor: e.dev_minor,
             xattrs: e.xattrs()?,
             file_id: e.file_id()?,
+            sparse,
             inode: 0,
         };
         if e.kind == EntryKind::HardLink {
@@ -248,6 +258,9 @@ pub(super) fn write_tree<'a>(
         let mut kind = node.kind;
         let mut link = node.link.clone();
         let mut size = 0;
+        // Content bytes in the tar: the data segments of a sparse file.
+        let mut content_len = 0;
+        let mut sparse = None;
         if kind == EntryKind::File {
             match first_of_inode.get(&node.inode) {
                 Some(first) => {
@@ -257,6 +270,13 @@ pub(super) fn write_tree<'a>(
                 None => {
                     first_of_inode.insert(node.inode, archive_path.clone());
                     size = node.size;
+                    content_len = size;
+                    if let Some(segs) = &node.sparse {
+                        content_len = check_sparse_map(segs, size).map_err(|why| {
+                            StoreError::Corrupt(format!("sparse map of /{path}: {why}"))
+                        })?;
+                        sparse = Some(segs.as_slice());
+                    }
                 }
             }
         }
@@ -274,14 +294,15 @@ pub(super) fn write_tree<'a>(
                 dev_major: node.dev_major,
                 dev_minor: node.dev_minor,
                 xattrs: &node.xattrs,
+                sparse,
             },
         );
         if kind == EntryKind::File {
             out.write_all(&buf).map_err(io)?;
             buf.clear();
             let id = node.file_id.unwrap_or(*blake3::hash(b"").as_bytes());
-            reader.write_file(&id, Some(size), out)?;
-            tarwrite::pad(&mut buf, size);
+            reader.write_file(&id, Some(content_len), out)?;
+            tarwrite::pad(&mut buf, content_len);
         }
         if buf.len() >= 64 * 1024 {
             out.write_all(&buf).map_err(io)?;
@@ -306,6 +327,7 @@ pub(super) fn default_root() -> Node {
         dev_minor: 0,
         xattrs: Vec::new(),
         file_id: None,
+        sparse: None,
         inode: 0,
     }
 }
@@ -578,6 +600,7 @@ mod tests {
                     dev_major: 0,
                     dev_minor: 0,
                     xattrs: &[],
+                    sparse: None,
                 },
             );
             out.extend_from_slice(data);
@@ -585,6 +608,123 @@ mod tests {
         }
         tarwrite::end(&mut out);
         out
+    }
+
+    /// A layer tar holding `big`, a sparse file of `size` bytes whose data segments are `segs`
+    /// (content: letters), written in PAX sparse format 1.0 by the squash's tar writer.
+    fn sparse_layer(size: u64, segs: &[(u64, u64)]) -> (Vec<u8>, Vec<u8>) {
+        let data: Vec<u8> = segs
+            .iter()
+            .flat_map(|&(off, len)| (0..len).map(move |i| b'a' + ((off + i) % 26) as u8))
+            .collect();
+        let mut out = Vec::new();
+        tarwrite::header(
+            &mut out,
+            &Header {
+                path: "big",
+                kind: EntryKind::File,
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                size,
+                mtime: 1,
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &[],
+                sparse: Some(segs),
+            },
+        );
+        out.extend_from_slice(&data);
+        tarwrite::pad(&mut out, data.len() as u64);
+        tarwrite::end(&mut out);
+        (out, data)
+    }
+
+    #[test]
+    fn sparse_files_in_layers_stay_sparse_in_the_squashed_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        // 64 GiB with two short data segments and a trailing hole.
+        let size = 64u64 << 30;
+        let segs = [(0, 5), (3 << 30, 100_000), (size, 0)];
+        let (layer, data) = sparse_layer(size, &segs);
+        let digest = sha256(&layer);
+        store.import_layer(layer.as_slice(), &digest, None).unwrap();
+        // A second layer hard-links to it.
+        let mut l2 = Vec::new();
+        tarwrite::header(
+            &mut l2,
+            &Header {
+                path: "link",
+                kind: EntryKind::HardLink,
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: 1,
+                link: Some("big"),
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &[],
+                sparse: None,
+            },
+        );
+        tarwrite::end(&mut l2);
+        let digest2 = sha256(&l2);
+        store.import_layer(l2.as_slice(), &digest2, None).unwrap();
+
+        let manifest = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"t"}"#;
+        let out = store
+            .import_layered_image(manifest, &[digest, digest2], "test")
+            .unwrap();
+        let mut tar = Vec::new();
+        store.export(&out.id, &mut tar).unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            out.id,
+            format!("sha512-{}", hex::encode(sha2::Sha512::digest(&tar)))
+        );
+        assert!(tar.len() < 200_000, "holes are not written: {}", tar.len());
+        let entries = store.entries(&out.id).unwrap();
+        let big = entries.iter().find(|e| e.path == "big").unwrap();
+        assert_eq!(big.size, size);
+        assert_eq!(big.sparse.as_deref(), Some(&segs[..]));
+        assert_eq!(big.file_id, Some(*blake3::hash(&data).as_bytes()));
+        let link = entries.iter().find(|e| e.path == "link").unwrap();
+        assert_eq!(link.kind, EntryKind::HardLink);
+
+        // Rendered: the right size, data at its offsets, holes of zeros, one inode.
+        let r = dir.path().join("render");
+        store.render_image(&out.id, &r, true).unwrap();
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let f = std::fs::File::open(r.join("big")).unwrap();
+        let md = f.metadata().unwrap();
+        assert_eq!(md.len(), size);
+        assert!(md.blocks() * 512 < 1 << 20, "{} blocks", md.blocks());
+        let mut buf = vec![0u8; 8];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"abcde\0\0\0");
+        f.read_exact_at(&mut buf, (3 << 30) - 4).unwrap();
+        assert_eq!(&buf[..4], b"\0\0\0\0");
+        assert_eq!(&buf[4..], &data[5..9]);
+        f.read_exact_at(&mut buf, size - 8).unwrap();
+        assert_eq!(buf, [0u8; 8]);
+        assert_eq!(std::fs::metadata(r.join("link")).unwrap().ino(), md.ino());
+    }
+
+    #[test]
+    fn a_corrupt_stored_sparse_map_is_refused() {
+        let mut m = Merged::default();
+        let mut e = le("f", EntryKind::File);
+        e.size = 10;
+        e.file_id = Some(hex::encode([1u8; 32]));
+        for bad in [vec![(8, 4)], vec![(4, 2), (0, 2)], vec![(0, 4), (2, 4)]] {
+            e.sparse = Some(bad.clone());
+            let err = m.apply("l1", std::slice::from_ref(&e)).unwrap_err();
+            assert!(err.to_string().contains("sparse map"), "{bad:?}: {err}");
+        }
+        assert!(m.nodes.is_empty());
     }
 
     fn sha256(data: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! A small deterministic tar writer for the squashed ACI of a layered image: USTAR headers,
 //! with a PAX extended header only where a value does not fit (long paths and link targets,
-//! large ids or sizes, times before 1970, xattrs).
+//! large ids or sizes, times before 1970, xattrs). Sparse files are written as GNU tar's PAX
+//! sparse format 1.0 (what `tar --sparse --format=posix` writes): the holes are not in the tar.
 
 use crate::entry::EntryKind;
 
@@ -19,6 +20,10 @@ pub(crate) struct Header<'a> {
     pub dev_major: u32,
     pub dev_minor: u32,
     pub xattrs: &'a [(String, Vec<u8>)],
+    /// A sparse regular file's data segments `(offset, length)`: sorted, not overlapping and
+    /// inside `size` (the caller checks, see [`crate::entry::check_sparse_map`]). The content
+    /// the caller writes after the header is their concatenation.
+    pub sparse: Option<&'a [(u64, u64)]>,
 }
 
 fn typeflag(kind: EntryKind) -> u8 {
@@ -55,10 +60,50 @@ fn fits(value: u64, digits: u32) -> bool {
     value < 8u64.pow(digits)
 }
 
-/// Write one entry's header(s) to `out` (content and its padding are the caller's).
+/// The text of a PAX 1.0 sparse map (`count`, then `offset` and `length` of each segment, one
+/// decimal number a line), zero-padded to whole blocks; it starts the entry's data area.
+fn sparse_map_text(segs: &[(u64, u64)]) -> Vec<u8> {
+    let mut text = format!("{}\n", segs.len());
+    for (off, len) in segs {
+        text.push_str(&format!("{off}\n{len}\n"));
+    }
+    let mut text = text.into_bytes();
+    let len = text.len() as u64;
+    pad(&mut text, len);
+    text
+}
+
+/// GNU tar's header name for a PAX 1.0 sparse file, `DIR/GNUSparseFile.0/BASE`: readers that do
+/// not know the format extract the data area under that name (still inside `rootfs/`).
+fn sparse_header_name(path: &str) -> String {
+    match path.rfind('/') {
+        Some(i) => format!("{}/GNUSparseFile.0/{}", &path[..i], &path[i + 1..]),
+        None => format!("GNUSparseFile.0/{path}"),
+    }
+}
+
+/// Write one entry's header(s) to `out` (content and its padding are the caller's; for a sparse
+/// file the content is the data segments, and its padding is that of their total length).
 pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
     let mut pax = Vec::new();
-    let name = h.path.as_bytes();
+    let mut map = Vec::new();
+    let mut data_size = h.size;
+    let mut header_name = std::borrow::Cow::Borrowed(h.path);
+    if let Some(segs) = h.sparse {
+        map = sparse_map_text(segs);
+        let packed = segs.iter().fold(0u64, |sum, s| sum.saturating_add(s.1));
+        data_size = packed.saturating_add(map.len() as u64);
+        pax_record(&mut pax, "GNU.sparse.major", b"1");
+        pax_record(&mut pax, "GNU.sparse.minor", b"0");
+        pax_record(&mut pax, "GNU.sparse.name", h.path.as_bytes());
+        pax_record(
+            &mut pax,
+            "GNU.sparse.realsize",
+            h.size.to_string().as_bytes(),
+        );
+        header_name = std::borrow::Cow::Owned(sparse_header_name(h.path));
+    }
+    let name = header_name.as_bytes();
     if name.len() > 100 {
         pax_record(&mut pax, "path", name);
     }
@@ -72,8 +117,8 @@ pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
     if !fits(h.gid.into(), 7) {
         pax_record(&mut pax, "gid", h.gid.to_string().as_bytes());
     }
-    if !fits(h.size, 11) {
-        pax_record(&mut pax, "size", h.size.to_string().as_bytes());
+    if !fits(data_size, 11) {
+        pax_record(&mut pax, "size", data_size.to_string().as_bytes());
     }
     let mtime = u64::try_from(h.mtime).ok().filter(|m| fits(*m, 11));
     if mtime.is_none() {
@@ -95,20 +140,22 @@ pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
             dev_major: 0,
             dev_minor: 0,
             xattrs: &[],
+            sparse: None,
         };
         ustar(out, &pax_header, b'x');
         out.extend_from_slice(&pax);
         pad(out, pax.len() as u64);
     }
     let clipped = Header {
-        path: h.path,
+        path: &header_name,
         uid: if fits(h.uid.into(), 7) { h.uid } else { 0 },
         gid: if fits(h.gid.into(), 7) { h.gid } else { 0 },
-        size: if fits(h.size, 11) { h.size } else { 0 },
+        size: if fits(data_size, 11) { data_size } else { 0 },
         mtime: mtime.map(|m| m as i64).unwrap_or(0),
         ..*h
     };
     ustar(out, &clipped, typeflag(h.kind));
+    out.extend_from_slice(&map);
 }
 
 /// Zero padding after `len` content bytes, up to the next block.
@@ -135,6 +182,7 @@ pub(crate) fn manifest_entry(out: &mut Vec<u8>, manifest: &[u8]) {
             dev_major: 0,
             dev_minor: 0,
             xattrs: &[],
+            sparse: None,
         },
     );
     out.extend_from_slice(manifest);
@@ -187,6 +235,66 @@ mod tests {
     }
 
     #[test]
+    fn sparse_headers_parse_back_as_pax_1_0() {
+        let long = "d/".repeat(60) + "sparse.img";
+        let segs = [(0u64, 3u64), (1 << 40, 2), ((1 << 41) - 1, 0)];
+        let size = (1u64 << 41) - 1;
+        let mut out = Vec::new();
+        header(
+            &mut out,
+            &Header {
+                path: &long,
+                kind: EntryKind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size,
+                mtime: 1,
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &[],
+                sparse: Some(&segs),
+            },
+        );
+        out.extend_from_slice(b"abcde");
+        pad(&mut out, 5);
+        end(&mut out);
+        struct Sink(Vec<crate::tarstream::TarEntry>, Vec<u8>);
+        impl crate::tarstream::TarSink for Sink {
+            fn skeleton(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+            fn entry(
+                &mut self,
+                e: &crate::tarstream::TarEntry,
+            ) -> Result<(), crate::tarstream::TarError> {
+                self.0.push(e.clone());
+                Ok(())
+            }
+            fn content(&mut self, b: &[u8]) -> Result<(), crate::tarstream::TarError> {
+                self.1.extend_from_slice(b);
+                Ok(())
+            }
+            fn end_entry(&mut self) -> Result<(), crate::tarstream::TarError> {
+                Ok(())
+            }
+        }
+        let mut sink = Sink(Vec::new(), Vec::new());
+        crate::tarstream::parse(out.as_slice(), &mut sink).unwrap();
+        assert_eq!(sink.0.len(), 1);
+        let e = &sink.0[0];
+        assert_eq!(e.path, long.as_bytes());
+        assert_eq!(e.size, size);
+        assert_eq!(e.sparse.as_deref(), Some(&segs[..]));
+        assert_eq!(sink.1, b"abcde");
+        // Readers that ignore the sparse records see the GNU tar style name, still below the
+        // entry's directory.
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("/GNUSparseFile.0/sparse.img"), "{text}");
+    }
+
+    #[test]
     fn headers_parse_back() {
         let long = "d/".repeat(80) + "file";
         let xattrs = vec![("user.x".to_string(), b"v".to_vec())];
@@ -205,6 +313,7 @@ mod tests {
                 dev_major: 0,
                 dev_minor: 0,
                 xattrs: &xattrs,
+                sparse: None,
             },
         );
         out.extend_from_slice(b"abc");
