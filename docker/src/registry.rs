@@ -157,7 +157,14 @@ impl Registry {
     /// GET with authentication on demand; fails on any non-2xx answer.
     fn get(&mut self, url: &str, accept: Option<&str>) -> Result<Response<Body>> {
         let mut resp = self.send(url, accept)?;
-        if resp.status().as_u16() == 401 && self.authorization.is_none() {
+        // A 401 with a bearer token in hand means it expired (token servers often grant 300 s,
+        // less than a big pull takes): ask for a new one once, as without a token.
+        let stale_token = self
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "));
+        if resp.status().as_u16() == 401 && (self.authorization.is_none() || stale_token) {
+            self.authorization = None;
             let challenge = resp
                 .headers()
                 .get("www-authenticate")
