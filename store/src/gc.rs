@@ -299,6 +299,7 @@ mod tests {
                 dev_major: 0,
                 dev_minor: 0,
                 xattrs: &[],
+                sparse: None,
             };
             tarwrite::header(&mut out, &h);
             out.extend_from_slice(body);
