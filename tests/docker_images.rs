@@ -1108,7 +1108,11 @@ tar --sparse --format=posix -C s -cf good.tar f"#,
             format!("2\n{packed}\n{half}\n0\n{}\n", packed - half),
             "overlaps",
         ),
-        ("huge-count", "99999999999\n".to_string(), "segments, more than the"),
+        (
+            "huge-count",
+            "99999999999\n".to_string(),
+            "segments, more than the",
+        ),
     ];
     let store = w.join("store");
     for (name, bad, why) in cases {

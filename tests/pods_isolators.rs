@@ -161,3 +161,100 @@ fn image_isolators_apply_and_the_command_line_replaces_them() {
         "{manifest}"
     );
 }
+
+/// This process's directory in the cgroup v1 hierarchy of `controller` (rkt nests its pods'
+/// cgroups under the cgroup it runs in, which is this test's).
+fn own_cgroup(controller: &str) -> std::path::PathBuf {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.splitn(3, ':').collect();
+            f[1].split(',')
+                .any(|c| c == controller)
+                .then(|| f[2].to_string())
+        })
+        .unwrap_or_else(|| panic!("no v1 {controller} controller for this process"));
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(rel.trim_start_matches('/'))
+}
+
+/// Start a pod whose app sleeps, with `flags` after the image; returns its supervisor and UUID.
+fn sleeping_pod(dir: &Path, aci: &Path, uuid_file: &Path, flags: &[&str]) -> (Supervisor, String) {
+    let save = format!("--uuid-file-save={}", uuid_file.display());
+    let mut args = vec![
+        "--insecure-options=image",
+        "run",
+        &save,
+        aci.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--exec", "/bin/sleep", "--", "30"]);
+    let sup = Supervisor(Some(spawn_rkt(dir, &args)));
+    wait_for(20, "the pod UUID", || uuid_file.exists());
+    let uuid = std::fs::read_to_string(uuid_file).unwrap();
+    (sup, uuid)
+}
+
+#[test]
+fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "limits", &sh_app("true"), |_| {});
+    let (mut sup, uuid) = sleeping_pod(
+        &dir,
+        &aci,
+        &tmp.path().join("uuid"),
+        &["--memory=64Mi", "--cpu=500m"],
+    );
+    let mem = own_cgroup("memory").join(format!("rkt-{uuid}/limits"));
+    let cpu = own_cgroup("cpu").join(format!("rkt-{uuid}/limits"));
+    wait_for(20, "the app in its memory cgroup", || {
+        std::fs::read_to_string(mem.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap().trim().to_string();
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), "67108864");
+    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+    assert!(!read(cpu.join("cgroup.procs")).is_empty());
+    // Stopped, the pod takes its cgroups with it.
+    rkt_ok(&dir, &["stop", &uuid]);
+    let _ = sup.0.take().unwrap().wait();
+    for d in [&mem, &cpu] {
+        assert!(!d.parent().unwrap().exists(), "{} left behind", d.display());
+    }
+
+    // kill -9 of the supervisor: rkt gc removes them.
+    let (mut sup, uuid) = sleeping_pod(&dir, &aci, &tmp.path().join("uuid2"), &["--memory=32M"]);
+    let mem = own_cgroup("memory").join(format!("rkt-{uuid}"));
+    wait_for(20, "the memory cgroup", || {
+        mem.join("limits/cgroup.procs").exists()
+    });
+    let init_pid = std::fs::read_to_string(dir.join("pods/run").join(&uuid).join("pid")).unwrap();
+    let mut child = sup.0.take().unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    wait_for(10, "the pod's init to die", || {
+        !Path::new(&format!("/proc/{}", init_pid.trim())).exists()
+    });
+    assert!(
+        mem.exists(),
+        "without its supervisor the cgroup stays until gc"
+    );
+    rkt_ok(&dir, &["gc", "--grace-period=0s"]);
+    assert!(!mem.exists(), "gc leaves {}", mem.display());
+
+    // Bad limits are refused before any pod exists.
+    for bad in ["--memory=lots", "--memory=1k", "--cpu=1m", "--cpu=-2"] {
+        let o = rkt_pod(&dir, &["run", aci.to_str().unwrap(), bad]);
+        assert_eq!(o.status.code(), Some(254), "{}", describe(bad, &o));
+        let flag = bad.split('=').next().unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(flag),
+            "{}",
+            describe(bad, &o)
+        );
+    }
+}

@@ -60,6 +60,12 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     // (the host's /proc is still mounted here).
     let host_pid = std::fs::read_link("/proc/self").ctx(|| "reading /proc/self".into())?;
     crate::pods::write_atomic(&dir.join("pid"), host_pid.to_string_lossy().as_bytes())?;
+    let uuid = ctx
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let limits = crate::cgroups::limits_for(app, name)?;
+    crate::cgroups::enter(uuid.as_deref().unwrap_or("pod"), name, &dir, &limits)?;
     let rootfs = dir.join("rootfs");
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
     crate::mounts::make_root_slave()?;

@@ -6,6 +6,7 @@
 //! packs itself. The layout and process model are described in `docs/pods.md`.
 
 pub mod caps;
+pub mod cgroups;
 pub mod enter;
 pub mod env;
 pub mod error;

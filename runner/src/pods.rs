@@ -485,6 +485,7 @@ impl Pod {
         // A teardown error keeps the directory (and its network record) for the next try.
         rkt_net::PodNetwork::teardown_from_dir(&dir)?;
         crate::mounts::unmount_below(&dir)?;
+        crate::cgroups::remove_recorded(&dir);
         std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
         self.lock = None;
         Ok(())

@@ -166,6 +166,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         r.finish();
     }
     drop(lazy);
+    crate::cgroups::remove_recorded(&ctx.dir);
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))

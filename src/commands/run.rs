@@ -225,6 +225,32 @@ fn caps_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
     Ok(vec![iso])
 }
 
+/// `--memory` / `--cpu` as appc `resource/memory` / `resource/cpu` limits (Kubernetes
+/// quantities: `64Mi`, `1G`, `500m`).
+fn resource_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
+    let mut out = Vec::new();
+    for (flag, kind, value) in [("--memory", "memory", &a.memory), ("--cpu", "cpu", &a.cpu)] {
+        let Some(v) = value else { continue };
+        let q = rkt_store::schema::Quantity::parse(v).map_err(|_| {
+            anyhow::anyhow!("{flag}={v}: not a quantity (examples: 64Mi, 1G, 500m)")
+        })?;
+        let n = if kind == "cpu" {
+            q.milli_value()
+        } else {
+            q.value()
+        };
+        let n = n
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| anyhow::anyhow!("{flag}={v}: must be positive"))?;
+        rkt_runner::cgroups::check(kind, n).map_err(|e| anyhow::anyhow!("{flag}={v}: {e}"))?;
+        let name = AcIdentifier::parse(&format!("resource/{kind}"))?;
+        let iso = Isolator::new(name, serde_json::json!({ "limit": q.as_str() }))
+            .with_context(|| flag.to_string())?;
+        out.push(iso);
+    }
+    Ok(out)
+}
+
 fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
     let gids = match &a.supplementary_gids {
         None => None,
@@ -255,7 +281,7 @@ fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
             .map(|m| MountSpec::parse(m))
             .collect::<Result<_, _>>()?,
         readonly_rootfs: a.readonly_rootfs,
-        isolators: caps_isolators(a)?,
+        isolators: [caps_isolators(a)?, resource_isolators(a)?].concat(),
     })
 }
 

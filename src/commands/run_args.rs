@@ -45,6 +45,8 @@ pub struct AppArgs {
     pub signature: Option<String>,
     pub caps_retain: Option<String>,
     pub caps_remove: Option<String>,
+    pub memory: Option<String>,
+    pub cpu: Option<String>,
 }
 
 /// The parsed command line of `run` or `prepare`.
@@ -280,6 +282,14 @@ fn set_app(a: &mut AppArgs, name: &str, v: &str) -> Result<bool> {
         "caps-retain" | "cap-retain" => {
             once(&a.caps_retain)?;
             a.caps_retain = Some(v.into())
+        }
+        "memory" => {
+            once(&a.memory)?;
+            a.memory = Some(v.into())
+        }
+        "cpu" => {
+            once(&a.cpu)?;
+            a.cpu = Some(v.into())
         }
         "caps-remove" | "cap-remove" => {
             once(&a.caps_remove)?;
