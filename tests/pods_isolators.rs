@@ -219,6 +219,14 @@ fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
     assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
     assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
     assert!(!read(cpu.join("cgroup.procs")).is_empty());
+    // `rkt enter` runs its command with the app's capabilities, in the app's cgroups.
+    let entered = rkt_ok(&dir, &["enter", &uuid, "/bin/cat", "/proc/self/status"]);
+    assert_eq!(status_caps(&entered).0, mask(&DEFAULT_CAPS), "{entered}");
+    let entered = rkt_ok(&dir, &["enter", &uuid, "/bin/cat", "/proc/self/cgroup"]);
+    assert!(
+        entered.contains(&format!("rkt-{uuid}/limits")),
+        "entered command outside the app's cgroups: {entered}"
+    );
     // Stopped, the pod takes its cgroups with it.
     rkt_ok(&dir, &["stop", &uuid]);
     let _ = sup.0.take().unwrap().wait();

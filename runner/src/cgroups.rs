@@ -159,6 +159,33 @@ fn controller_dir(controller: &str) -> Result<PathBuf> {
     Ok(mount.join(rel.trim_start_matches('/')))
 }
 
+/// The `cgroup.procs` files of the cgroups recorded for the app in `app_dir`, open for
+/// writing (`rkt enter` puts its command there).
+pub(crate) fn open_recorded(app_dir: &Path) -> Result<Vec<std::fs::File>> {
+    let Ok(text) = std::fs::read_to_string(app_dir.join(RECORD)) else {
+        return Ok(Vec::new());
+    };
+    text.lines()
+        .map(|dir| {
+            let procs = Path::new(dir).join("cgroup.procs");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&procs)
+                .ctx(|| format!("opening {}", procs.display()))
+        })
+        .collect()
+}
+
+/// Move the calling process into the cgroups whose `cgroup.procs` files are given.
+pub(crate) fn join(procs: &[std::fs::File]) -> Result<()> {
+    use std::io::Write;
+    for mut f in procs {
+        f.write_all(b"0")
+            .ctx(|| "joining the app's cgroup".into())?;
+    }
+    Ok(())
+}
+
 /// Remove the cgroups recorded for the pod in `pod_dir` (its apps' and the pod's own), once
 /// its processes are gone; what cannot be removed yet is left for the next `rkt gc`.
 pub fn remove_recorded(pod_dir: &Path) {

@@ -63,12 +63,26 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
         })
         .collect::<Result<Vec<_>>>()?;
     let env: Vec<CString> = enter_env(&manifest, &name);
+    // The command gets what the app has: its capability bounding set and its cgroups (opened
+    // here, while the host's /sys/fs/cgroup is still visible).
+    let app_section = manifest
+        .app(&name)
+        .and_then(|a| a.app.clone())
+        .unwrap_or_default();
+    let keep = crate::caps::for_app(&app_section, &name)?;
+    let cgroups = crate::cgroups::open_recorded(&pod.dir().join("apps").join(&name))?;
     for (f, kind) in &namespaces {
         setns(f, *kind).ctx(|| format!("entering the pod's {kind:?} namespace"))?;
     }
     match signals::fork()? {
         None => {
             let _ = nix::unistd::chdir("/");
+            if let Err(e) =
+                crate::cgroups::join(&cgroups).and_then(|()| crate::caps::confine(&keep))
+            {
+                eprintln!("rkt: enter: {e}");
+                signals::exit_now(254)
+            }
             let program = program_path(&cmd[0]);
             let err = match CString::new(program.clone()) {
                 Ok(p) => nix::unistd::execve(&p, &argv, &env).err(),
