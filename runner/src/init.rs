@@ -153,13 +153,30 @@ fn mount_overlay(dir: &Path) -> Result<()> {
         paths[0], paths[1], paths[2]
     );
     let target = dir.join("rootfs");
-    mount(
-        Some("overlay"),
-        &target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
+    let overlay = |data: &str| {
+        mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data),
+        )
+    };
+    // `volatile` (Linux 5.10+): the overlay never syncs its upper filesystem. Without it, the
+    // last unmount of the overlay — when the pod's mount namespace goes away — runs
+    // sync_filesystem on the whole filesystem holding the pod directory, which writes back
+    // every dirty file of the host's, not only the pod's, and waits for a journal commit: most
+    // of a small pod's start and stop time on a busy host (docs/benchmarks.md, "Pod start").
+    // What it gives up: an app's fsync(2) on its root filesystem does not reach the disk. A
+    // pod's upper dir is never mounted again (a pod runs once; after a host crash it is
+    // garbage), so nothing reads it back after a crash; data that must survive one belongs on
+    // a volume, which is a bind mount and syncs as usual. Kernels without the option (EINVAL)
+    // get the plain overlay.
+    let volatile = format!("{data},volatile");
+    match overlay(&volatile) {
+        Err(nix::errno::Errno::EINVAL) => overlay(&data),
+        r => r,
+    }
     .ctx(|| format!("mounting overlayfs on {} ({data})", target.display()))
 }
 

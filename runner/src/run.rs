@@ -2,10 +2,14 @@
 //! the pod's init in new mount, PID, UTS and IPC namespaces, forwards SIGTERM/SIGINT/SIGHUP
 //! (SIGKILL after a grace period), records how the pod ended and returns the first app's status.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 
 use crate::console::{Console, Relay};
@@ -76,16 +80,30 @@ pub(crate) struct PodContext {
     pub started_at: std::time::Instant,
 }
 
+/// A service of the pod that the supervisor starts only once it is needed: when `ready`
+/// becomes readable — a listening socket with a connection waiting, say — `start` runs once,
+/// on the supervisor's thread, after the pod's init exists.
+///
+/// The metadata service is one: most apps never ask it anything, and starting its thread
+/// (then stopping and joining it when the pod exits) on every pod start would cost each of
+/// them about as much as mounting its root filesystem.
+pub struct OnDemand<'a> {
+    /// Watched for input (e.g. a duplicate of a listening socket); closed once `start` ran.
+    pub ready: OwnedFd,
+    /// Starts the service (e.g. its accept thread, which then accepts what is waiting).
+    pub start: Box<dyn FnOnce() + 'a>,
+}
+
 /// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
 /// move it to `run/`, supervise it until it exits and return the first app's exit status.
 pub fn run(pod: &mut Pod, opts: &RunOptions) -> Result<i32> {
-    run_with(pod, opts, || {})
+    run_with(pod, opts, None)
 }
 
-/// [`run`], calling `started` in the supervisor right after the pod's init exists. The
-/// supervisor must be single-threaded until then (init is forked without exec), so anything
-/// that starts threads — such as the metadata service — starts there.
-pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Result<i32> {
+/// [`run`], with a service started on demand (see [`OnDemand`]). The supervisor must be
+/// single-threaded until the pod's init exists (init is forked without exec); `on_demand`
+/// starts after that, so it may start threads.
+pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>>) -> Result<i32> {
     if !pod.is_locked_by_us() {
         return Err(RunnerError::Invalid(format!(
             "pod {} is not locked",
@@ -148,7 +166,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         Ok(lazy) => lazy,
         Err(e) => {
             // init gave up at the gate (or is told to now); reap it before reporting.
-            let _ = supervise(init, opts.stop_grace, None);
+            let _ = supervise(init, opts.stop_grace, None, None);
             return Err(e);
         }
     };
@@ -160,8 +178,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
             None
         }
     });
-    started();
-    let status = supervise(init, opts.stop_grace, relay.as_ref())?;
+    let status = supervise(init, opts.stop_grace, relay.as_ref(), on_demand)?;
     if let Some(r) = relay {
         r.finish();
     }
@@ -212,15 +229,25 @@ fn serve_lazy(
 }
 
 /// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period. With
-/// an interactive console, window size changes are passed on to the app's terminal.
-fn supervise(init: nix::unistd::Pid, grace: Duration, relay: Option<&Relay>) -> Result<i32> {
+/// an interactive console, window size changes are passed on to the app's terminal. A service
+/// started on demand is started when its descriptor becomes ready.
+fn supervise(
+    init: nix::unistd::Pid,
+    grace: Duration,
+    relay: Option<&Relay>,
+    on_demand: Option<OnDemand<'_>>,
+) -> Result<i32> {
     let mut set = signals::handled();
     if relay.is_some() {
         set.add(Signal::SIGWINCH);
         set.thread_block().ctx(|| "blocking SIGWINCH".into())?;
     }
+    let mut waiting = Waiting::new(set, on_demand)?;
     loop {
-        match set.wait().ctx(|| "waiting for signals".into())? {
+        let Some(signal) = waiting.next()? else {
+            continue;
+        };
+        match signal {
             Signal::SIGWINCH => {
                 if let Some(r) = relay {
                     r.resize();
@@ -247,6 +274,70 @@ fn supervise(init: nix::unistd::Pid, grace: Duration, relay: Option<&Relay>) -> 
                 let secs = grace.as_secs().saturating_add(5);
                 nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
             }
+        }
+    }
+}
+
+/// The supervisor's wait for its (blocked) signals; while an [`OnDemand`] service is not
+/// started yet, a poll of both a signalfd and the service's descriptor.
+struct Waiting<'a> {
+    set: SigSet,
+    pending: Option<(SignalFd, OnDemand<'a>)>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(set: SigSet, on_demand: Option<OnDemand<'a>>) -> Result<Waiting<'a>> {
+        let pending = match on_demand {
+            None => None,
+            Some(od) => {
+                // The signals are blocked (signals::block, and SIGWINCH above): they queue
+                // for the signalfd as they would for sigwait.
+                let sfd =
+                    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                        .ctx(|| "creating a signalfd".into())?;
+                Some((sfd, od))
+            }
+        };
+        Ok(Waiting { set, pending })
+    }
+
+    /// The next signal, or None when woken for something else (the service was started).
+    fn next(&mut self) -> Result<Option<Signal>> {
+        let Some((sfd, od)) = &self.pending else {
+            return self
+                .set
+                .wait()
+                .map(Some)
+                .ctx(|| "waiting for signals".into());
+        };
+        let (signalled, needed) = {
+            let mut fds = [
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(od.ready.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).ctx(|| "waiting for signals".into()),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if needed {
+            if let Some((_, od)) = self.pending.take() {
+                tracing::debug!("starting an on-demand service of the pod");
+                (od.start)();
+            }
+            // Signals still queued are read by sigwait from now on.
+            return Ok(None);
+        }
+        if !signalled {
+            return Ok(None);
+        }
+        match sfd.read_signal().ctx(|| "reading the signalfd".into())? {
+            Some(info) => Ok(i32::try_from(info.ssi_signo)
+                .ok()
+                .and_then(|n| Signal::try_from(n).ok())),
+            None => Ok(None),
         }
     }
 }
