@@ -56,6 +56,9 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
         );
     }
     let mut live: BTreeMap<Pid, String> = BTreeMap::new();
+    // Apps whose supervisor execs the app itself (no event handlers): init is the one that
+    // kills them when the grace period after a stop signal ends.
+    let mut direct: Vec<Pid> = Vec::new();
     for app in &ctx.manifest.apps {
         let name = app.name.as_str();
         let dir = ctx.dir.join("apps").join(name);
@@ -66,6 +69,9 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
             None => crate::app::main(ctx, app),
             Some(pid) => {
                 live.insert(pid, name.to_string());
+                if crate::app::execs_directly(app) {
+                    direct.push(pid);
+                }
             }
         }
     }
@@ -75,6 +81,7 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
         .first()
         .map(|a| a.name.as_str().to_string());
     let mut first_code = 0;
+    let mut stopping = false;
     while !live.is_empty() {
         match signals::wait()? {
             Signal::SIGCHLD => {
@@ -88,10 +95,21 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
                     }
                 }
             }
-            Signal::SIGALRM => {}
+            Signal::SIGALRM => {
+                for pid in direct.iter().filter(|p| live.contains_key(p)) {
+                    let _ = kill(*pid, Signal::SIGKILL);
+                }
+            }
             _ => {
                 for pid in live.keys() {
                     let _ = kill(*pid, Signal::SIGTERM);
+                }
+                // App supervisors time their own app's grace period; apps that are their own
+                // supervisor get it from here.
+                if !stopping && !direct.is_empty() {
+                    stopping = true;
+                    let secs = u32::try_from(ctx.opts.stop_grace.as_secs()).unwrap_or(u32::MAX);
+                    nix::unistd::alarm::set(secs.max(1));
                 }
             }
         }
