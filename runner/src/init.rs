@@ -63,7 +63,7 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
         let name = app.name.as_str();
         let dir = ctx.dir.join("apps").join(name);
         if ctx.overlay {
-            mount_overlay(&dir)?;
+            mount_overlay(&dir, ctx.mount_points.as_deref())?;
         }
         match signals::fork()? {
             None => crate::app::main(ctx, app),
@@ -147,8 +147,9 @@ fn null_stdin() -> Result<()> {
     Ok(())
 }
 
-/// Mount the app's overlayfs: the store's rendered tree below, upper and work in the pod.
-fn mount_overlay(dir: &Path) -> Result<()> {
+/// Mount the app's overlayfs: the store's rendered tree below (under the shared layer of
+/// mount points, if any), upper and work in the pod.
+fn mount_overlay(dir: &Path, mount_points: Option<&Path>) -> Result<()> {
     let lower = std::fs::read_to_string(dir.join("lower"))
         .ctx(|| format!("reading {}", dir.join("lower").display()))?;
     // A relative lower dir (the lazy tree) is inside the app's directory, which moves with the
@@ -156,19 +157,30 @@ fn mount_overlay(dir: &Path) -> Result<()> {
     let lower = path_str(&dir.join(lower.trim()))?;
     let upper = dir.join("upper");
     let work = dir.join("work");
+    let layer = mount_points.map(path_str).transpose()?;
     let paths = [
         lower.trim().to_string(),
         path_str(&upper)?,
         path_str(&work)?,
     ];
-    if let Some(bad) = paths.iter().find(|p| p.contains([',', ':', '\\'])) {
+    if let Some(bad) = paths
+        .iter()
+        .chain(&layer)
+        .find(|p| p.contains([',', ':', '\\']))
+    {
         return Err(RunnerError::Invalid(format!(
             "cannot use overlayfs with {bad}: the path contains ',', ':' or '\\'; use --no-overlay or another --dir"
         )));
     }
+    // The mount point layer is the top lower layer: an image's own /proc, /sys or /dev (which
+    // the app's mounts hide) merge below it.
+    let lowers = match &layer {
+        Some(layer) => format!("{layer}:{}", paths[0]),
+        None => paths[0].clone(),
+    };
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        paths[0], paths[1], paths[2]
+        "lowerdir={lowers},upperdir={},workdir={}",
+        paths[1], paths[2]
     );
     let target = dir.join("rootfs");
     let overlay = |data: &str| {

@@ -78,6 +78,9 @@ pub(crate) struct PodContext {
     pub console: Option<crate::console::ConsoleFds>,
     /// When the supervisor began starting the pod (for `--debug` phase timings).
     pub started_at: std::time::Instant,
+    /// The shared lower layer of empty mount point directories laid over each app's image
+    /// ([`mount_points_layer`]); None if it could not be made.
+    pub mount_points: Option<std::path::PathBuf>,
 }
 
 /// A service of the pod that the supervisor starts only once it is needed: when `ready`
@@ -134,6 +137,10 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
         supervisor: nix::unistd::getpid(),
         console: console.as_ref().map(Console::fds),
         started_at: std::time::Instant::now(),
+        mount_points: match mode.uses_overlay() {
+            true => mount_points_layer(&pod.data_dir()),
+            false => None,
+        },
     };
     pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
     pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
@@ -186,6 +193,39 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
+}
+
+/// Directories every app's rootfs gets a file system mounted on.
+const MOUNT_POINTS: [&str; 3] = ["proc", "sys", "dev"];
+
+/// `DIR/pods/mountpoints`: empty `proc`, `sys` and `dev` directories, made once per data
+/// directory and laid over every app's image as the top lower layer of its overlayfs, so that
+/// the app's /proc, /sys and /dev exist without each pod creating them in its upper dir (three
+/// directories, each an inode allocation and an opaque xattr on the host's filesystem, on
+/// every start). Whatever the image has there is hidden by the mounts anyway. None (and the
+/// app's supervisor creates them as before) if the layer cannot be made.
+fn mount_points_layer(data_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let layer = data_dir.join("pods").join("mountpoints");
+    let complete = |dir: &std::path::Path| MOUNT_POINTS.iter().all(|d| dir.join(d).is_dir());
+    if complete(&layer) {
+        return Some(layer);
+    }
+    // Made aside and renamed into place, so no pod ever sees it half made.
+    let staged = data_dir
+        .join("pods")
+        .join(format!(".mountpoints.tmp-{}", std::process::id()));
+    let made = (|| {
+        let _ = std::fs::remove_dir_all(&staged);
+        for d in MOUNT_POINTS {
+            std::fs::create_dir_all(staged.join(d))?;
+        }
+        std::fs::rename(&staged, &layer)
+    })();
+    let _ = std::fs::remove_dir_all(&staged);
+    if let Err(e) = made {
+        tracing::debug!(error = %e, "no shared mount point layer; apps create their own");
+    }
+    complete(&layer).then_some(layer)
 }
 
 /// Make the lazy mount points of a `--rootfs=lazy` pod shared (None for other modes).
