@@ -142,8 +142,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
             false => None,
         },
     };
-    pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
-    pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
+    let started = pods::now_rfc3339();
     // Lazy pods: the mount points are made shared here, while this process is still
     // single-threaded; the FUSE trees (server threads) are mounted right after init exists
     // and propagate into its mount namespace; init waits at the gate until they are there.
@@ -177,6 +176,16 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
             return Err(e);
         }
     };
+    // Written while init sets the pod up (on another CPU, when there is one), not before the
+    // clone, where they delayed it.
+    let recorded = pod
+        .write_text(pods::PPID_FILE, &ctx.supervisor.to_string())
+        .and_then(|()| pod.write_text(pods::STARTED_FILE, &started));
+    if let Err(e) = recorded {
+        let _ = kill(init, Signal::SIGKILL);
+        let _ = supervise(init, opts.stop_grace, None, None);
+        return Err(e);
+    }
     let relay = console.and_then(|c| match c.relay() {
         Ok(r) => Some(r),
         Err(e) => {
