@@ -163,6 +163,15 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
         crate::init::main(&ctx, waiter);
     };
     drop(waiter);
+    if console.is_some() {
+        // SIGWINCH is for the supervisor's wait (supervise). Blocked here, before any thread
+        // exists (lazy FUSE servers, the console relay, the metadata service), so that every
+        // thread inherits the block: a thread that did not block it could take the signal
+        // and, its default action being to ignore it, lose it before the wait reads it.
+        let mut winch = SigSet::empty();
+        winch.add(Signal::SIGWINCH);
+        winch.thread_block().ctx(|| "blocking SIGWINCH".into())?;
+    }
     pod.write_text(pods::PID_FILE, &init.to_string())?;
     tracing::debug!(
         elapsed_ms = t_init.elapsed().as_secs_f64() * 1000.0,
