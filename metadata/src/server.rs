@@ -3,7 +3,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -152,7 +152,8 @@ impl Drop for MetadataServer {
     }
 }
 
-/// A metadata service whose port is bound but that does not answer yet.
+/// A metadata service whose port is bound but that does not answer yet. Connections made
+/// meanwhile wait in the listen backlog.
 #[derive(Debug)]
 pub struct BoundMetadataServer {
     service: Service,
@@ -197,6 +198,14 @@ impl BoundMetadataServer {
             listener: self.listener,
             accept_thread: Some(accept_thread),
         })
+    }
+}
+
+/// The listening socket: readable once a connection waits, for a caller that starts serving
+/// only then (see [`BoundMetadataServer::serve`]).
+impl AsFd for BoundMetadataServer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
     }
 }
 

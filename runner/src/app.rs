@@ -1,7 +1,8 @@
 //! One app supervisor per app, forked by the pod's init: in its own mount namespace it sets up
 //! the app's rootfs (`/proc`, `/sys`, `/dev`, volumes resolved inside the rootfs), pivots into
 //! it, runs the `pre-start` handler, the app and the `post-stop` handler with the app's user,
-//! groups, environment and working directory, and exits with the app's status.
+//! groups, environment and working directory, and exits with the app's status. An app with
+//! neither handler is exec'd by its supervisor directly (see [`execs_directly`]).
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -80,6 +81,22 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     drop(root);
     pivot(&rootfs)?;
     let id = identity(app, name, ctx)?;
+    if execs_directly(rapp) {
+        // Nothing runs before or after the app: this process becomes it (one fork, exit and
+        // reap less per pod start). Init reaps it and records its status, and passes stop
+        // signals on, SIGKILL after the grace period included (init.rs).
+        tracing::debug!(
+            app = name,
+            since_pod_start_ms = ctx.started_at.elapsed().as_secs_f64() * 1000.0,
+            "first app exec"
+        );
+        let (prog, argv) = command(&app.exec, &id)?;
+        let err = become_app(&id, &prog, &argv, ctx.console);
+        return Err(RunnerError::Invalid(format!(
+            "cannot run {}: {err}",
+            prog.to_string_lossy()
+        )));
+    }
     if let Some(h) = handler(app, "pre-start") {
         let code = wait_child(spawn(h, &id, None)?, ctx, OnStop::Terminate)?;
         if code != 0 {
@@ -103,6 +120,14 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// Whether the app's supervisor execs the app itself: when the app has no `pre-start` or
+/// `post-stop` handler to run around it.
+pub(crate) fn execs_directly(rapp: &RuntimeApp) -> bool {
+    rapp.app.as_ref().is_some_and(|app| {
+        handler(app, "pre-start").is_none() && handler(app, "post-stop").is_none()
+    })
 }
 
 fn handler<'a>(app: &'a App, which: &str) -> Option<&'a Vec<String>> {
@@ -359,12 +384,8 @@ fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
     })
 }
 
-/// Start `exec` as the app's identity.
-fn spawn(
-    exec: &[String],
-    id: &Identity,
-    console: Option<crate::console::ConsoleFds>,
-) -> Result<Pid> {
+/// The program to execute for `exec` and its argument vector.
+fn command(exec: &[String], id: &Identity) -> Result<(CString, Vec<CString>)> {
     let program = find_program(exec, &id.path)?;
     let argv = exec
         .iter()
@@ -375,11 +396,21 @@ fn spawn(
         .collect::<Result<Vec<_>>>()?;
     let prog = CString::new(program.clone())
         .map_err(|_| RunnerError::Invalid(format!("{program:?} contains NUL")))?;
+    Ok((prog, argv))
+}
+
+/// Start `exec` as the app's identity.
+fn spawn(
+    exec: &[String],
+    id: &Identity,
+    console: Option<crate::console::ConsoleFds>,
+) -> Result<Pid> {
+    let (prog, argv) = command(exec, id)?;
     match signals::fork()? {
         Some(pid) => Ok(pid),
         None => {
             let err = become_app(id, &prog, &argv, console);
-            eprintln!("rkt: cannot run {program}: {err}");
+            eprintln!("rkt: cannot run {}: {err}", prog.to_string_lossy());
             signals::exit_now(254)
         }
     }

@@ -56,16 +56,22 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
         );
     }
     let mut live: BTreeMap<Pid, String> = BTreeMap::new();
+    // Apps whose supervisor execs the app itself (no event handlers): init is the one that
+    // kills them when the grace period after a stop signal ends.
+    let mut direct: Vec<Pid> = Vec::new();
     for app in &ctx.manifest.apps {
         let name = app.name.as_str();
         let dir = ctx.dir.join("apps").join(name);
         if ctx.overlay {
-            mount_overlay(&dir)?;
+            mount_overlay(&dir, ctx.mount_points.as_deref())?;
         }
         match signals::fork()? {
             None => crate::app::main(ctx, app),
             Some(pid) => {
                 live.insert(pid, name.to_string());
+                if crate::app::execs_directly(app) {
+                    direct.push(pid);
+                }
             }
         }
     }
@@ -75,6 +81,7 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
         .first()
         .map(|a| a.name.as_str().to_string());
     let mut first_code = 0;
+    let mut stopping = false;
     while !live.is_empty() {
         match signals::wait()? {
             Signal::SIGCHLD => {
@@ -88,10 +95,21 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
                     }
                 }
             }
-            Signal::SIGALRM => {}
+            Signal::SIGALRM => {
+                for pid in direct.iter().filter(|p| live.contains_key(p)) {
+                    let _ = kill(*pid, Signal::SIGKILL);
+                }
+            }
             _ => {
                 for pid in live.keys() {
                     let _ = kill(*pid, Signal::SIGTERM);
+                }
+                // App supervisors time their own app's grace period; apps that are their own
+                // supervisor get it from here.
+                if !stopping && !direct.is_empty() {
+                    stopping = true;
+                    let secs = u32::try_from(ctx.opts.stop_grace.as_secs()).unwrap_or(u32::MAX);
+                    nix::unistd::alarm::set(secs.max(1));
                 }
             }
         }
@@ -129,8 +147,9 @@ fn null_stdin() -> Result<()> {
     Ok(())
 }
 
-/// Mount the app's overlayfs: the store's rendered tree below, upper and work in the pod.
-fn mount_overlay(dir: &Path) -> Result<()> {
+/// Mount the app's overlayfs: the store's rendered tree below (under the shared layer of
+/// mount points, if any), upper and work in the pod.
+fn mount_overlay(dir: &Path, mount_points: Option<&Path>) -> Result<()> {
     let lower = std::fs::read_to_string(dir.join("lower"))
         .ctx(|| format!("reading {}", dir.join("lower").display()))?;
     // A relative lower dir (the lazy tree) is inside the app's directory, which moves with the
@@ -138,28 +157,56 @@ fn mount_overlay(dir: &Path) -> Result<()> {
     let lower = path_str(&dir.join(lower.trim()))?;
     let upper = dir.join("upper");
     let work = dir.join("work");
+    let layer = mount_points.map(path_str).transpose()?;
     let paths = [
         lower.trim().to_string(),
         path_str(&upper)?,
         path_str(&work)?,
     ];
-    if let Some(bad) = paths.iter().find(|p| p.contains([',', ':', '\\'])) {
+    if let Some(bad) = paths
+        .iter()
+        .chain(&layer)
+        .find(|p| p.contains([',', ':', '\\']))
+    {
         return Err(RunnerError::Invalid(format!(
             "cannot use overlayfs with {bad}: the path contains ',', ':' or '\\'; use --no-overlay or another --dir"
         )));
     }
+    // The mount point layer is the top lower layer: an image's own /proc, /sys or /dev (which
+    // the app's mounts hide) merge below it.
+    let lowers = match &layer {
+        Some(layer) => format!("{layer}:{}", paths[0]),
+        None => paths[0].clone(),
+    };
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        paths[0], paths[1], paths[2]
+        "lowerdir={lowers},upperdir={},workdir={}",
+        paths[1], paths[2]
     );
     let target = dir.join("rootfs");
-    mount(
-        Some("overlay"),
-        &target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
+    let overlay = |data: &str| {
+        mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data),
+        )
+    };
+    // `volatile` (Linux 5.10+): the overlay never syncs its upper filesystem. Without it, the
+    // last unmount of the overlay — when the pod's mount namespace goes away — runs
+    // sync_filesystem on the whole filesystem holding the pod directory, which writes back
+    // every dirty file of the host's, not only the pod's, and waits for a journal commit: most
+    // of a small pod's start and stop time on a busy host (docs/benchmarks.md, "Pod start").
+    // What it gives up: an app's fsync(2) on its root filesystem does not reach the disk. A
+    // pod's upper dir is never mounted again (a pod runs once; after a host crash it is
+    // garbage), so nothing reads it back after a crash; data that must survive one belongs on
+    // a volume, which is a bind mount and syncs as usual. Kernels without the option (EINVAL)
+    // get the plain overlay.
+    let volatile = format!("{data},volatile");
+    match overlay(&volatile) {
+        Err(nix::errno::Errno::EINVAL) => overlay(&data),
+        r => r,
+    }
     .ctx(|| format!("mounting overlayfs on {} ({data})", target.display()))
 }
 

@@ -124,10 +124,18 @@ impl Pods {
 
     /// Create a new pod: an embryo directory, locked, renamed to `prepare/`.
     pub fn create(&self) -> Result<Pod> {
-        self.ensure_dirs()?;
         let uuid = new_uuid()?;
         let embryo = self.root.join(EMBRYO).join(&uuid);
-        std::fs::create_dir(&embryo).ctx(|| format!("creating {}", embryo.display()))?;
+        // The state directories exist but for the first pod of a data directory: create them
+        // only then (six mkdir and stat calls less on every other pod's start).
+        let created = match std::fs::create_dir(&embryo) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.ensure_dirs()?;
+                std::fs::create_dir(&embryo)
+            }
+            r => r,
+        };
+        created.ctx(|| format!("creating {}", embryo.display()))?;
         let mut pod = Pod {
             uuid,
             state_dir: EMBRYO,
@@ -140,7 +148,11 @@ impl Pods {
                 pod.uuid
             )));
         }
-        pod.move_to(PREPARE)?;
+        if pod.move_to(PREPARE).is_err() {
+            // Only `embryo/` was there: make the others, then try again.
+            self.ensure_dirs()?;
+            pod.move_to(PREPARE)?;
+        }
         Ok(pod)
     }
 
@@ -232,14 +244,22 @@ impl Pods {
     /// Exclusive while image gc computes what pods use; shared while a pod is prepared.
     pub fn prepare_lock(&self, exclusive: bool) -> Result<Flock<File>> {
         let locks = self.root.parent().unwrap_or(&self.root).join("locks");
-        std::fs::create_dir_all(&locks).ctx(|| format!("creating {}", locks.display()))?;
         let path = locks.join("prepare.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("opening {}", path.display()))?;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let f = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&locks).ctx(|| format!("creating {}", locks.display()))?;
+                open()
+            }
+            r => r,
+        }
+        .ctx(|| format!("opening {}", path.display()))?;
         let arg = if exclusive {
             FlockArg::LockExclusive
         } else {

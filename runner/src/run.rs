@@ -2,10 +2,14 @@
 //! the pod's init in new mount, PID, UTS and IPC namespaces, forwards SIGTERM/SIGINT/SIGHUP
 //! (SIGKILL after a grace period), records how the pod ended and returns the first app's status.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 
 use crate::console::{Console, Relay};
@@ -74,18 +78,35 @@ pub(crate) struct PodContext {
     pub console: Option<crate::console::ConsoleFds>,
     /// When the supervisor began starting the pod (for `--debug` phase timings).
     pub started_at: std::time::Instant,
+    /// The shared lower layer of empty mount point directories laid over each app's image
+    /// ([`mount_points_layer`]); None if it could not be made.
+    pub mount_points: Option<std::path::PathBuf>,
+}
+
+/// A service of the pod that the supervisor starts only once it is needed: when `ready`
+/// becomes readable — a listening socket with a connection waiting, say — `start` runs once,
+/// on the supervisor's thread, after the pod's init exists.
+///
+/// The metadata service is one: most apps never ask it anything, and starting its thread
+/// (then stopping and joining it when the pod exits) on every pod start would cost each of
+/// them about as much as mounting its root filesystem.
+pub struct OnDemand<'a> {
+    /// Watched for input (e.g. a duplicate of a listening socket); closed once `start` ran.
+    pub ready: OwnedFd,
+    /// Starts the service (e.g. its accept thread, which then accepts what is waiting).
+    pub start: Box<dyn FnOnce() + 'a>,
 }
 
 /// Run a pod that this process holds locked (prepared by it, or taken from `prepared/`):
 /// move it to `run/`, supervise it until it exits and return the first app's exit status.
 pub fn run(pod: &mut Pod, opts: &RunOptions) -> Result<i32> {
-    run_with(pod, opts, || {})
+    run_with(pod, opts, None)
 }
 
-/// [`run`], calling `started` in the supervisor right after the pod's init exists. The
-/// supervisor must be single-threaded until then (init is forked without exec), so anything
-/// that starts threads — such as the metadata service — starts there.
-pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Result<i32> {
+/// [`run`], with a service started on demand (see [`OnDemand`]). The supervisor must be
+/// single-threaded until the pod's init exists (init is forked without exec); `on_demand`
+/// starts after that, so it may start threads.
+pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>>) -> Result<i32> {
     if !pod.is_locked_by_us() {
         return Err(RunnerError::Invalid(format!(
             "pod {} is not locked",
@@ -116,9 +137,12 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         supervisor: nix::unistd::getpid(),
         console: console.as_ref().map(Console::fds),
         started_at: std::time::Instant::now(),
+        mount_points: match mode.uses_overlay() {
+            true => mount_points_layer(&pod.data_dir()),
+            false => None,
+        },
     };
-    pod.write_text(pods::PPID_FILE, &ctx.supervisor.to_string())?;
-    pod.write_text(pods::STARTED_FILE, &pods::now_rfc3339())?;
+    let started = pods::now_rfc3339();
     // Lazy pods: the mount points are made shared here, while this process is still
     // single-threaded; the FUSE trees (server threads) are mounted right after init exists
     // and propagate into its mount namespace; init waits at the gate until they are there.
@@ -139,6 +163,15 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         crate::init::main(&ctx, waiter);
     };
     drop(waiter);
+    if console.is_some() {
+        // SIGWINCH is for the supervisor's wait (supervise). Blocked here, before any thread
+        // exists (lazy FUSE servers, the console relay, the metadata service), so that every
+        // thread inherits the block: a thread that did not block it could take the signal
+        // and, its default action being to ignore it, lose it before the wait reads it.
+        let mut winch = SigSet::empty();
+        winch.add(Signal::SIGWINCH);
+        winch.thread_block().ctx(|| "blocking SIGWINCH".into())?;
+    }
     pod.write_text(pods::PID_FILE, &init.to_string())?;
     tracing::debug!(
         elapsed_ms = t_init.elapsed().as_secs_f64() * 1000.0,
@@ -148,10 +181,20 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
         Ok(lazy) => lazy,
         Err(e) => {
             // init gave up at the gate (or is told to now); reap it before reporting.
-            let _ = supervise(init, opts.stop_grace, None);
+            let _ = supervise(init, opts.stop_grace, None, None);
             return Err(e);
         }
     };
+    // Written while init sets the pod up (on another CPU, when there is one), not before the
+    // clone, where they delayed it.
+    let recorded = pod
+        .write_text(pods::PPID_FILE, &ctx.supervisor.to_string())
+        .and_then(|()| pod.write_text(pods::STARTED_FILE, &started));
+    if let Err(e) = recorded {
+        let _ = kill(init, Signal::SIGKILL);
+        let _ = supervise(init, opts.stop_grace, None, None);
+        return Err(e);
+    }
     let relay = console.and_then(|c| match c.relay() {
         Ok(r) => Some(r),
         Err(e) => {
@@ -160,8 +203,7 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
             None
         }
     });
-    started();
-    let status = supervise(init, opts.stop_grace, relay.as_ref())?;
+    let status = supervise(init, opts.stop_grace, relay.as_ref(), on_demand)?;
     if let Some(r) = relay {
         r.finish();
     }
@@ -170,6 +212,39 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, started: impl FnOnce()) -> Res
     record_missing(&ctx, status)?;
     let codes = pod.app_exit_codes()?;
     Ok(codes.first().and_then(|(_, c)| *c).unwrap_or(status))
+}
+
+/// Directories every app's rootfs gets a file system mounted on.
+const MOUNT_POINTS: [&str; 3] = ["proc", "sys", "dev"];
+
+/// `DIR/pods/mountpoints`: empty `proc`, `sys` and `dev` directories, made once per data
+/// directory and laid over every app's image as the top lower layer of its overlayfs, so that
+/// the app's /proc, /sys and /dev exist without each pod creating them in its upper dir (three
+/// directories, each an inode allocation and an opaque xattr on the host's filesystem, on
+/// every start). Whatever the image has there is hidden by the mounts anyway. None (and the
+/// app's supervisor creates them as before) if the layer cannot be made.
+fn mount_points_layer(data_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let layer = data_dir.join("pods").join("mountpoints");
+    let complete = |dir: &std::path::Path| MOUNT_POINTS.iter().all(|d| dir.join(d).is_dir());
+    if complete(&layer) {
+        return Some(layer);
+    }
+    // Made aside and renamed into place, so no pod ever sees it half made.
+    let staged = data_dir
+        .join("pods")
+        .join(format!(".mountpoints.tmp-{}", std::process::id()));
+    let made = (|| {
+        let _ = std::fs::remove_dir_all(&staged);
+        for d in MOUNT_POINTS {
+            std::fs::create_dir_all(staged.join(d))?;
+        }
+        std::fs::rename(&staged, &layer)
+    })();
+    let _ = std::fs::remove_dir_all(&staged);
+    if let Err(e) = made {
+        tracing::debug!(error = %e, "no shared mount point layer; apps create their own");
+    }
+    complete(&layer).then_some(layer)
 }
 
 /// Make the lazy mount points of a `--rootfs=lazy` pod shared (None for other modes).
@@ -213,15 +288,25 @@ fn serve_lazy(
 }
 
 /// Wait for init, forwarding stop signals; SIGKILL it if it outlives the grace period. With
-/// an interactive console, window size changes are passed on to the app's terminal.
-fn supervise(init: nix::unistd::Pid, grace: Duration, relay: Option<&Relay>) -> Result<i32> {
+/// an interactive console, window size changes are passed on to the app's terminal. A service
+/// started on demand is started when its descriptor becomes ready.
+fn supervise(
+    init: nix::unistd::Pid,
+    grace: Duration,
+    relay: Option<&Relay>,
+    on_demand: Option<OnDemand<'_>>,
+) -> Result<i32> {
     let mut set = signals::handled();
     if relay.is_some() {
         set.add(Signal::SIGWINCH);
         set.thread_block().ctx(|| "blocking SIGWINCH".into())?;
     }
+    let mut waiting = Waiting::new(set, on_demand)?;
     loop {
-        match set.wait().ctx(|| "waiting for signals".into())? {
+        let Some(signal) = waiting.next()? else {
+            continue;
+        };
+        match signal {
             Signal::SIGWINCH => {
                 if let Some(r) = relay {
                     r.resize();
@@ -248,6 +333,70 @@ fn supervise(init: nix::unistd::Pid, grace: Duration, relay: Option<&Relay>) -> 
                 let secs = grace.as_secs().saturating_add(5);
                 nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX));
             }
+        }
+    }
+}
+
+/// The supervisor's wait for its (blocked) signals; while an [`OnDemand`] service is not
+/// started yet, a poll of both a signalfd and the service's descriptor.
+struct Waiting<'a> {
+    set: SigSet,
+    pending: Option<(SignalFd, OnDemand<'a>)>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(set: SigSet, on_demand: Option<OnDemand<'a>>) -> Result<Waiting<'a>> {
+        let pending = match on_demand {
+            None => None,
+            Some(od) => {
+                // The signals are blocked (signals::block, and SIGWINCH above): they queue
+                // for the signalfd as they would for sigwait.
+                let sfd =
+                    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                        .ctx(|| "creating a signalfd".into())?;
+                Some((sfd, od))
+            }
+        };
+        Ok(Waiting { set, pending })
+    }
+
+    /// The next signal, or None when woken for something else (the service was started).
+    fn next(&mut self) -> Result<Option<Signal>> {
+        let Some((sfd, od)) = &self.pending else {
+            return self
+                .set
+                .wait()
+                .map(Some)
+                .ctx(|| "waiting for signals".into());
+        };
+        let (signalled, needed) = {
+            let mut fds = [
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(od.ready.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e).ctx(|| "waiting for signals".into()),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if needed {
+            if let Some((_, od)) = self.pending.take() {
+                tracing::debug!("starting an on-demand service of the pod");
+                (od.start)();
+            }
+            // Signals still queued are read by sigwait from now on.
+            return Ok(None);
+        }
+        if !signalled {
+            return Ok(None);
+        }
+        match sfd.read_signal().ctx(|| "reading the signalfd".into())? {
+            Some(info) => Ok(i32::try_from(info.ssi_signo)
+                .ok()
+                .and_then(|n| Signal::try_from(n).ok())),
+            None => Ok(None),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The pod's metadata service, served by its own `rkt run` (crate `rkt-metadata`): bound before
-//! the pod starts, so `AC_METADATA_URL` is known to the apps; threads started once the
-//! supervisor has forked the pod's init. Host-network pods reach it on the host's 127.0.0.1,
-//! private-network pods on their own 127.0.0.1.
+//! the pod starts, so `AC_METADATA_URL` is known to the apps; its threads start only when the
+//! first connection arrives (after the pod's init exists). Host-network pods reach it on the
+//! host's 127.0.0.1, private-network pods on their own 127.0.0.1.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -54,18 +55,23 @@ pub fn bind(
     Ok(bound)
 }
 
-/// Run the pod with its metadata service serving from the moment init exists.
+/// Run the pod with its metadata service: started (its accept thread) when the first
+/// connection arrives, which most pods never make; answered from then on.
 pub fn run_serving(pod: &mut Pod, opts: &RunOptions, bound: BoundMetadataServer) -> Result<i32> {
+    let ready = bound
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot watch the metadata service's socket")?;
     let mut server: Option<MetadataServer> = None;
-    let mut bound = Some(bound);
-    let code = rkt_runner::run::run_with(pod, opts, || {
-        if let Some(b) = bound.take() {
-            match b.serve(Limits::default()) {
-                Ok(s) => server = Some(s),
-                Err(e) => tracing::warn!("the metadata service did not start: {e}"),
-            }
-        }
-    })?;
+    let slot = &mut server;
+    let on_demand = rkt_runner::run::OnDemand {
+        ready,
+        start: Box::new(move || match bound.serve(Limits::default()) {
+            Ok(s) => *slot = Some(s),
+            Err(e) => tracing::warn!("the metadata service did not start: {e}"),
+        }),
+    };
+    let code = rkt_runner::run::run_with(pod, opts, Some(on_demand))?;
     drop(server);
     Ok(code)
 }

@@ -239,6 +239,18 @@ impl Store {
         const RECENT_NANOS: i64 = 60_000_000_000;
         let db = self.db.clone();
         let now = now_nanos();
+        // Read first: within the minute there is nothing to write, and even an UPDATE that
+        // changes no row takes the WAL write lock and runs three statements.
+        let last: Option<i64> = self
+            .conn
+            .query_row("SELECT last_used FROM images WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db.err())?;
+        if last.is_some_and(|t| t >= now - RECENT_NANOS) {
+            return Ok(());
+        }
         db::write_tx(&mut self.conn, &db, |tx| {
             tx.execute(
                 "UPDATE images SET last_used = ?2 WHERE id = ?1 AND last_used < ?3",

@@ -191,8 +191,15 @@ impl Store {
         std::fs::create_dir_all(&trees)
             .map_err(|e| StoreError::io(format!("creating {}", trees.display()), e))?;
         // Trees share inodes with objects/: only root may reach them, so none is written in place.
-        std::fs::set_permissions(&trees, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| StoreError::io(format!("restricting {}", trees.display()), e))?;
+        // chmod only when needed: it changes the directory's ctime even when the mode is the same,
+        // a journalled write on every pod start.
+        let mode = std::fs::metadata(&trees)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .map_err(|e| StoreError::io(format!("reading {}", trees.display()), e))?;
+        if mode != 0o700 {
+            std::fs::set_permissions(&trees, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| StoreError::io(format!("restricting {}", trees.display()), e))?;
+        }
         let dir = self.tree_dir(id);
         let key = id.trim_start_matches("sha512-");
         let _lock =
