@@ -254,6 +254,28 @@ fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
     rkt_ok(&dir, &["gc", "--grace-period=0s"]);
     assert!(!mem.exists(), "gc leaves {}", mem.display());
 
+    // The limit holds: sorting 64 MB in 16 MiB gets the sorter OOM-killed.
+    let o = rkt_pod(
+        &dir,
+        &[
+            "run",
+            aci.to_str().unwrap(),
+            "--memory=16Mi",
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            "/bin/busybox head -c 64000000 /dev/zero | /bin/busybox sort >/dev/null; echo sort=$?",
+        ],
+    );
+    assert!(o.status.success(), "{}", describe("sort under a limit", &o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "sort=137\n",
+        "{}",
+        describe("oom", &o)
+    );
+
     // Bad limits are refused before any pod exists.
     for bad in ["--memory=lots", "--memory=1k", "--cpu=1m", "--cpu=-2"] {
         let o = rkt_pod(&dir, &["run", aci.to_str().unwrap(), bad]);
