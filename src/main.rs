@@ -26,6 +26,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.debug);
+    if only_prints(&cli.command) {
+        default_sigpipe();
+    }
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -33,6 +36,30 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Commands whose only output is a listing: piped into `head`, they should end quietly when
+/// the reader goes away, as other Unix tools do, instead of failing on the broken pipe.
+fn only_prints(c: &cli::Command) -> bool {
+    use cli::{Command, ImageCommand};
+    matches!(
+        c,
+        Command::List(_)
+            | Command::Status(_)
+            | Command::CatManifest(_)
+            | Command::Version
+            | Command::Image(ImageCommand::List(_) | ImageCommand::CatManifest { .. })
+    )
+}
+
+fn default_sigpipe() {
+    // SAFETY: installs SIG_DFL, no handler code; rkt is still single-threaded here.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
 }
 
 fn init_tracing(debug: bool) {

@@ -468,3 +468,60 @@ fn refuses_bad_command_lines() {
         .collect();
     assert!(left.iter().all(|n| *n == 0), "{left:?}");
 }
+
+#[test]
+fn apps_start_with_default_signal_dispositions_and_listings_survive_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "sigpipe", &sh_app("true"), |_| {});
+    // rkt itself ignores SIGPIPE (Rust's runtime does); its apps must not inherit that.
+    let o = run_sh(
+        &dir,
+        &aci,
+        &[],
+        &[],
+        "grep SigIgn /proc/self/status; /bin/busybox yes | /bin/busybox head -1",
+    );
+    assert!(o.status.success(), "{}", describe("run", &o));
+    let text = out(&o);
+    let ignored = text
+        .strip_prefix("SigIgn:\t")
+        .and_then(|t| t.get(..16))
+        .and_then(|t| u64::from_str_radix(t, 16).ok())
+        .unwrap_or_else(|| panic!("{}", describe("SigIgn", &o)));
+    // Standard signals (1-31) start with their default action; glibc's internal real-time
+    // signals are whatever the test harness had.
+    assert_eq!(
+        ignored & 0x7fff_ffff,
+        0,
+        "{}",
+        describe("ignored signals", &o)
+    );
+    assert!(text.ends_with("\ny\n"), "{}", describe("yes | head", &o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("Broken pipe"),
+        "{}",
+        describe("yes | head", &o)
+    );
+    // A listing piped into a reader that quits early ends quietly.
+    for _ in 0..3 {
+        run_sh(&dir, &aci, &[], &[], "true");
+    }
+    let cmd = format!(
+        "{} --dir {} list --full | true; {} --dir {} image list | true",
+        RKT,
+        dir.display(),
+        RKT,
+        dir.display()
+    );
+    let o = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}

@@ -434,6 +434,7 @@ fn become_app(
         nix::unistd::chdir(id.cwd.as_str())
             .ctx(|| format!("working directory {} (it must exist in the image)", id.cwd))?;
         signals::unblock_all();
+        signals::default_dispositions();
         nix::unistd::execve(prog, argv, &id.env).ctx(|| "execve".into())?;
         Ok(())
     })();

@@ -83,6 +83,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
                 eprintln!("rkt: enter: {e}");
                 signals::exit_now(254)
             }
+            signals::default_dispositions();
             let program = program_path(&cmd[0]);
             let err = match CString::new(program.clone()) {
                 Ok(p) => nix::unistd::execve(&p, &argv, &env).err(),

@@ -34,6 +34,22 @@ pub fn unblock_all() {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
+/// Give the program about to be exec'd the default disposition of every standard signal.
+/// Rust's runtime ignores SIGPIPE in rkt, and whoever started rkt may ignore others (`nohup`:
+/// SIGHUP); an ignored signal stays ignored across `execve`. Without this, `yes | head -1` in
+/// a pod prints "Broken pipe" instead of `yes` ending quietly, and shells cannot even trap such
+/// signals (POSIX keeps signals ignored on entry ignored).
+pub fn default_dispositions() {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installs SIG_DFL, no handler code; called in a single-threaded child just
+        // before execve, so no other thread observes the change.
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+    }
+}
+
 /// Wait for one of the handled signals.
 pub fn wait() -> Result<Signal> {
     handled().wait().ctx(|| "waiting for signals".into())
