@@ -151,13 +151,17 @@ umoci config --image "$OCI:app" --config.entrypoint /bin/sh --config.entrypoint 
   --config.volume /var/cache/nginx --config.exposedports 80/tcp
 umoci raw add-layer --image "$OCI:base" --tag app2 "$W/l3.tar"
 "#;
+    bash_script(script, &[oci.as_os_str(), dir.as_os_str()]);
+    oci
+}
+
+/// Run a bash script (`set -eu`) with `args` as `$1`, `$2`, …; fails the test if it fails.
+fn bash_script(script: &str, args: &[&std::ffi::OsStr]) {
     run(Command::new("bash")
         .arg("-euc")
         .arg(script)
         .arg("build")
-        .arg(&oci)
-        .arg(dir));
-    oci
+        .args(args));
 }
 
 fn tmp() -> tempfile::TempDir {
@@ -617,12 +621,7 @@ PY
 umoci raw add-layer --image "$OCI:app" --tag app3 "$W/l3b.tar"
 umoci raw add-layer --image "$OCI:app3" "$W/l4.tar"
 "#;
-    run(Command::new("bash")
-        .arg("-euc")
-        .arg(script)
-        .arg("build")
-        .arg(oci)
-        .arg(dir));
+    bash_script(script, &[oci.as_os_str(), dir.as_os_str()]);
 }
 
 #[test]
@@ -873,12 +872,7 @@ umoci raw add-layer --image "$OCI:base" --tag sparse "$W/ls1.tar"
 umoci raw add-layer --image "$OCI:sparse" "$W/ls2.tar"
 umoci raw add-layer --image "$OCI:sparse" "$W/ls3.tar"
 "#;
-    run(Command::new("bash")
-        .arg("-euc")
-        .arg(script)
-        .arg("build")
-        .arg(oci)
-        .arg(dir));
+    bash_script(script, &[oci.as_os_str(), dir.as_os_str()]);
     let ls1 = std::fs::read(dir.join("ls1.tar")).unwrap();
     assert_eq!(
         ls1[512 + 156],
@@ -1052,12 +1046,10 @@ fn layout_with_layer(dir: &Path, layer: &Path) -> PathBuf {
         "oci-{}",
         layer.file_stem().unwrap().to_string_lossy()
     ));
-    run(Command::new("bash")
-        .arg("-euc")
-        .arg(r#"umoci init --layout "$1"; umoci new --image "$1:x"; umoci raw add-layer --image "$1:x" "$2""#)
-        .arg("build")
-        .arg(&oci)
-        .arg(layer));
+    bash_script(
+        r#"umoci init --layout "$1"; umoci new --image "$1:x"; umoci raw add-layer --image "$1:x" "$2""#,
+        &[oci.as_os_str(), layer.as_os_str()],
+    );
     oci
 }
 
@@ -1067,15 +1059,12 @@ fn hostile_sparse_maps_in_layers_store_nothing() {
     let w = t.path();
     // A PAX 1.0 sparse file ("tail" in the last 4 bytes of 8 MiB), then its map (text at the
     // start of the data area, so no header checksum changes) made hostile.
-    run(Command::new("bash")
-        .arg("-euc")
-        .arg(
-            r#"cd "$1"; mkdir -p s; truncate -s 8M s/f
+    bash_script(
+        r#"cd "$1"; mkdir -p s; truncate -s 8M s/f
 printf tail | dd of=s/f bs=1 seek=$((8 * 1024 * 1024 - 4)) conv=notrunc status=none
 tar --sparse --format=posix -C s -cf good.tar f"#,
-        )
-        .arg("build")
-        .arg(w));
+        &[w.as_os_str()],
+    );
     let good = std::fs::read(w.join("good.tar")).unwrap();
     // The map is the block after the header named `./GNUSparseFile.PID/f`.
     let name_at = good

@@ -288,18 +288,9 @@ mod tests {
         tarwrite::manifest_entry(&mut out, manifest.as_bytes());
         let mut add = |path: &str, kind: EntryKind, body: &[u8]| {
             let h = Header {
-                path,
                 kind,
                 mode: 0o755,
-                uid: 0,
-                gid: 0,
-                size: body.len() as u64,
-                mtime: 0,
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-                sparse: None,
+                ..Header::file(path, body.len() as u64)
             };
             tarwrite::header(&mut out, &h);
             out.extend_from_slice(body);

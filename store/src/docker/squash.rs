@@ -586,23 +586,7 @@ mod tests {
     fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (path, data) in files {
-            tarwrite::header(
-                &mut out,
-                &Header {
-                    path,
-                    kind: EntryKind::File,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                    size: data.len() as u64,
-                    mtime: 0,
-                    link: None,
-                    dev_major: 0,
-                    dev_minor: 0,
-                    xattrs: &[],
-                    sparse: None,
-                },
-            );
+            tarwrite::header(&mut out, &Header::file(path, data.len() as u64));
             out.extend_from_slice(data);
             tarwrite::pad(&mut out, data.len() as u64);
         }
@@ -621,18 +605,10 @@ mod tests {
         tarwrite::header(
             &mut out,
             &Header {
-                path: "big",
-                kind: EntryKind::File,
                 mode: 0o600,
-                uid: 0,
-                gid: 0,
-                size,
                 mtime: 1,
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
                 sparse: Some(segs),
+                ..Header::file("big", size)
             },
         );
         out.extend_from_slice(&data);

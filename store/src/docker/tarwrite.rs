@@ -26,6 +26,27 @@ pub(crate) struct Header<'a> {
     pub sparse: Option<&'a [(u64, u64)]>,
 }
 
+impl<'a> Header<'a> {
+    /// A plain regular file: mode 0644, owned by root, mtime 0, no xattrs; override fields
+    /// with struct update syntax.
+    pub(crate) fn file(path: &'a str, size: u64) -> Header<'a> {
+        Header {
+            path,
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &[],
+            sparse: None,
+        }
+    }
+}
+
 fn typeflag(kind: EntryKind) -> u8 {
     match kind {
         EntryKind::File => b'0',
@@ -128,20 +149,7 @@ pub(crate) fn header(out: &mut Vec<u8>, h: &Header<'_>) {
         pax_record(&mut pax, &format!("SCHILY.xattr.{k}"), v);
     }
     if !pax.is_empty() {
-        let pax_header = Header {
-            path: "PaxHeader",
-            kind: EntryKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: pax.len() as u64,
-            mtime: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-            sparse: None,
-        };
+        let pax_header = Header::file("PaxHeader", pax.len() as u64);
         ustar(out, &pax_header, b'x');
         out.extend_from_slice(&pax);
         pad(out, pax.len() as u64);
@@ -168,23 +176,7 @@ pub(crate) fn pad(out: &mut Vec<u8>, len: u64) {
 
 /// An ACI's `manifest` entry (mode 0644, owned by root, mtime 0) with its content and padding.
 pub(crate) fn manifest_entry(out: &mut Vec<u8>, manifest: &[u8]) {
-    header(
-        out,
-        &Header {
-            path: "manifest",
-            kind: EntryKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: manifest.len() as u64,
-            mtime: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-            sparse: None,
-        },
-    );
+    header(out, &Header::file("manifest", manifest.len() as u64));
     out.extend_from_slice(manifest);
     pad(out, manifest.len() as u64);
 }
@@ -224,6 +216,31 @@ fn ustar(out: &mut Vec<u8>, h: &Header<'_>, flag: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tarstream::{TarEntry, TarError, TarSink};
+
+    /// The entries and the concatenated contents the store's tar parser reads from `tar`.
+    fn parse_back(tar: &[u8]) -> (Vec<TarEntry>, Vec<u8>) {
+        struct Sink(Vec<TarEntry>, Vec<u8>);
+        impl TarSink for Sink {
+            fn skeleton(&mut self, _: &[u8]) -> Result<(), TarError> {
+                Ok(())
+            }
+            fn entry(&mut self, e: &TarEntry) -> Result<(), TarError> {
+                self.0.push(e.clone());
+                Ok(())
+            }
+            fn content(&mut self, b: &[u8]) -> Result<(), TarError> {
+                self.1.extend_from_slice(b);
+                Ok(())
+            }
+            fn end_entry(&mut self) -> Result<(), TarError> {
+                Ok(())
+            }
+        }
+        let mut sink = Sink(Vec::new(), Vec::new());
+        crate::tarstream::parse(tar, &mut sink).unwrap();
+        (sink.0, sink.1)
+    }
 
     #[test]
     fn pax_record_lengths_count_themselves() {
@@ -240,54 +257,22 @@ mod tests {
         let segs = [(0u64, 3u64), (1 << 40, 2), ((1 << 41) - 1, 0)];
         let size = (1u64 << 41) - 1;
         let mut out = Vec::new();
-        header(
-            &mut out,
-            &Header {
-                path: &long,
-                kind: EntryKind::File,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size,
-                mtime: 1,
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-                sparse: Some(&segs),
-            },
-        );
+        let h = Header {
+            mtime: 1,
+            sparse: Some(&segs),
+            ..Header::file(&long, size)
+        };
+        header(&mut out, &h);
         out.extend_from_slice(b"abcde");
         pad(&mut out, 5);
         end(&mut out);
-        struct Sink(Vec<crate::tarstream::TarEntry>, Vec<u8>);
-        impl crate::tarstream::TarSink for Sink {
-            fn skeleton(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
-                Ok(())
-            }
-            fn entry(
-                &mut self,
-                e: &crate::tarstream::TarEntry,
-            ) -> Result<(), crate::tarstream::TarError> {
-                self.0.push(e.clone());
-                Ok(())
-            }
-            fn content(&mut self, b: &[u8]) -> Result<(), crate::tarstream::TarError> {
-                self.1.extend_from_slice(b);
-                Ok(())
-            }
-            fn end_entry(&mut self) -> Result<(), crate::tarstream::TarError> {
-                Ok(())
-            }
-        }
-        let mut sink = Sink(Vec::new(), Vec::new());
-        crate::tarstream::parse(out.as_slice(), &mut sink).unwrap();
-        assert_eq!(sink.0.len(), 1);
-        let e = &sink.0[0];
+        let (entries, content) = parse_back(&out);
+        assert_eq!(entries.len(), 1);
+        let e = &entries[0];
         assert_eq!(e.path, long.as_bytes());
         assert_eq!(e.size, size);
         assert_eq!(e.sparse.as_deref(), Some(&segs[..]));
-        assert_eq!(sink.1, b"abcde");
+        assert_eq!(content, b"abcde");
         // Readers that ignore the sparse records see the GNU tar style name, still below the
         // entry's directory.
         let text = String::from_utf8_lossy(&out);
@@ -299,48 +284,20 @@ mod tests {
         let long = "d/".repeat(80) + "file";
         let xattrs = vec![("user.x".to_string(), b"v".to_vec())];
         let mut out = Vec::new();
-        header(
-            &mut out,
-            &Header {
-                path: &long,
-                kind: EntryKind::File,
-                mode: 0o4755,
-                uid: 5_000_000,
-                gid: 7,
-                size: 3,
-                mtime: -5,
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &xattrs,
-                sparse: None,
-            },
-        );
+        let h = Header {
+            mode: 0o4755,
+            uid: 5_000_000,
+            gid: 7,
+            mtime: -5,
+            xattrs: &xattrs,
+            ..Header::file(&long, 3)
+        };
+        header(&mut out, &h);
         out.extend_from_slice(b"abc");
         pad(&mut out, 3);
         end(&mut out);
-        struct Sink(Vec<crate::tarstream::TarEntry>);
-        impl crate::tarstream::TarSink for Sink {
-            fn skeleton(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
-                Ok(())
-            }
-            fn entry(
-                &mut self,
-                e: &crate::tarstream::TarEntry,
-            ) -> Result<(), crate::tarstream::TarError> {
-                self.0.push(e.clone());
-                Ok(())
-            }
-            fn content(&mut self, _: &[u8]) -> Result<(), crate::tarstream::TarError> {
-                Ok(())
-            }
-            fn end_entry(&mut self) -> Result<(), crate::tarstream::TarError> {
-                Ok(())
-            }
-        }
-        let mut sink = Sink(Vec::new());
-        crate::tarstream::parse(out.as_slice(), &mut sink).unwrap();
-        let e = &sink.0[0];
+        let (entries, _) = parse_back(&out);
+        let e = &entries[0];
         assert_eq!(e.path, long.as_bytes());
         assert_eq!(
             (e.uid, e.gid, e.size, e.mtime, e.mode & 0o7777),
