@@ -288,3 +288,48 @@ fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
         );
     }
 }
+
+#[test]
+fn cpu_shares_oom_score_and_no_new_privileges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let app = serde_json::json!({
+        "exec": ["/bin/true"], "user": "0", "group": "0",
+        "isolators": [{"name": "os/linux/no-new-privileges", "value": true}],
+    });
+    let aci = busybox_aci(tmp.path(), "procs", &app.to_string(), |_| {});
+    let script = "grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj";
+    let run = |flags: &[&str]| {
+        let mut args = vec!["run", aci.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--exec", "/bin/sh", "--", "-c", script]);
+        let o = rkt_pod(&dir, &args);
+        assert!(o.status.success(), "{}", describe("run", &o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let text = run(&["--oom-score-adj=500"]);
+    assert_eq!(
+        text, "NoNewPrivs:\t1\n500\n",
+        "the image's no-new-privileges, --oom-score-adj"
+    );
+
+    // cpu-shares is the cpu cgroup's weight, while the pod runs.
+    let (mut sup, uuid) = sleeping_pod(&dir, &aci, &tmp.path().join("uuid"), &["--cpu-shares=256"]);
+    let cpu = own_cgroup("cpu").join(format!("rkt-{uuid}/procs"));
+    wait_for(20, "the cpu cgroup", || cpu.join("cgroup.procs").exists());
+    let shares = std::fs::read_to_string(cpu.join("cpu.shares")).unwrap();
+    assert_eq!(shares.trim(), "256");
+    rkt_ok(&dir, &["stop", &uuid]);
+    let _ = sup.0.take().unwrap().wait();
+    assert!(!cpu.exists(), "{} left behind", cpu.display());
+
+    for bad in [
+        "--oom-score-adj=2000",
+        "--oom-score-adj=x",
+        "--cpu-shares=1",
+    ] {
+        let o = rkt_pod(&dir, &["run", aci.to_str().unwrap(), bad]);
+        assert_eq!(o.status.code(), Some(254), "{}", describe(bad, &o));
+    }
+}

@@ -37,6 +37,7 @@ struct Identity {
     path: String,
     /// The app's capability bounding set.
     caps: caps::CapsHashSet,
+    process: crate::os_isolators::ProcessIsolators,
 }
 
 pub(crate) fn main(ctx: &PodContext, app: &RuntimeApp) -> ! {
@@ -67,6 +68,7 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
         .map(|n| n.to_string_lossy().into_owned());
     let limits = crate::cgroups::limits_for(app, name)?;
     crate::cgroups::enter(uuid.as_deref().unwrap_or("pod"), name, &dir, &limits)?;
+    crate::os_isolators::for_app(app, name)?.apply_oom_score()?;
     let rootfs = dir.join("rootfs");
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
     crate::mounts::make_root_slave()?;
@@ -381,6 +383,7 @@ fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
         cwd,
         path,
         caps: crate::caps::for_app(app, name)?,
+        process: crate::os_isolators::for_app(app, name)?,
     })
 }
 
@@ -431,6 +434,7 @@ fn become_app(
         nix::unistd::setgroups(&id.groups).ctx(|| "setgroups".into())?;
         nix::unistd::setgid(id.gid).ctx(|| format!("setgid {}", id.gid))?;
         nix::unistd::setuid(id.uid).ctx(|| format!("setuid {}", id.uid))?;
+        id.process.apply_no_new_privileges()?;
         nix::unistd::chdir(id.cwd.as_str())
             .ctx(|| format!("working directory {} (it must exist in the image)", id.cwd))?;
         signals::unblock_all();

@@ -1,4 +1,5 @@
-//! Resource isolators (`resource/memory` and `resource/cpu` limits) enforced with cgroup v1
+//! Resource isolators (`resource/memory` and `resource/cpu` limits, `os/linux/cpu-shares`)
+//! enforced with cgroup v1
 //! controllers: each limited app gets `<controller>/<rkt's cgroup>/rkt-<uuid>/<app>/`, nested
 //! under the cgroup `rkt run` itself is in (so a pod never escapes the limits and accounting of
 //! whatever started rkt), moves itself there before it starts, and the directories are
@@ -18,11 +19,13 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// `resource/cpu` limit, thousandths of a CPU.
     pub cpu_millis: Option<u64>,
+    /// `os/linux/cpu-shares`: the app's relative CPU weight (the kernel's default is 1024).
+    pub cpu_shares: Option<u64>,
 }
 
 impl Limits {
     pub fn is_empty(&self) -> bool {
-        self.memory.is_none() && self.cpu_millis.is_none()
+        self.memory.is_none() && self.cpu_millis.is_none() && self.cpu_shares.is_none()
     }
 }
 
@@ -38,6 +41,15 @@ const RECORD: &str = "cgroups";
 pub(crate) fn limits_for(app: &App, name: &str) -> Result<Limits> {
     let mut limits = Limits::default();
     for iso in &app.isolators {
+        if iso.name.as_str() == "os/linux/cpu-shares" {
+            let v = iso.value.as_u64().filter(|v| (2..=262_144).contains(v));
+            limits.cpu_shares = Some(v.ok_or_else(|| {
+                RunnerError::Invalid(format!(
+                    "app {name}: cpu-shares must be an integer from 2 to 262144"
+                ))
+            })?);
+            continue;
+        }
         let (kind, scale) = match iso.name.as_str() {
             "resource/memory" => ("memory", false),
             "resource/cpu" => ("cpu", true),
@@ -87,15 +99,17 @@ pub(crate) fn enter(uuid: &str, app: &str, app_dir: &Path, limits: &Limits) -> R
     if let Some(bytes) = limits.memory {
         settings.push(("memory", vec![("memory.limit_in_bytes", bytes.to_string())]));
     }
+    let mut cpu = Vec::new();
     if let Some(millis) = limits.cpu_millis {
         let quota = millis * CPU_PERIOD_US / 1000;
-        settings.push((
-            "cpu",
-            vec![
-                ("cpu.cfs_period_us", CPU_PERIOD_US.to_string()),
-                ("cpu.cfs_quota_us", quota.to_string()),
-            ],
-        ));
+        cpu.push(("cpu.cfs_period_us", CPU_PERIOD_US.to_string()));
+        cpu.push(("cpu.cfs_quota_us", quota.to_string()));
+    }
+    if let Some(shares) = limits.cpu_shares {
+        cpu.push(("cpu.shares", shares.to_string()));
+    }
+    if !cpu.is_empty() {
+        settings.push(("cpu", cpu));
     }
     for (controller, files) in settings {
         let dir = controller_dir(controller)?

@@ -22,6 +22,7 @@ mod app;
 mod console;
 mod gate;
 mod init;
+mod os_isolators;
 mod signals;
 
 pub use error::{Result, RunnerError};

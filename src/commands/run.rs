@@ -251,6 +251,30 @@ fn resource_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
     Ok(out)
 }
 
+/// `--cpu-shares` and `--oom-score-adj` as appc's `os/linux/cpu-shares` and
+/// `os/linux/oom-score-adj` (integers, range-checked by the schema).
+fn integer_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
+    let mut out = Vec::new();
+    for (flag, name, value) in [
+        ("--cpu-shares", "os/linux/cpu-shares", &a.cpu_shares),
+        (
+            "--oom-score-adj",
+            "os/linux/oom-score-adj",
+            &a.oom_score_adj,
+        ),
+    ] {
+        let Some(v) = value else { continue };
+        let n: i64 = v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{flag}={v}: not an integer"))?;
+        let iso = Isolator::new(AcIdentifier::parse(name)?, serde_json::json!(n))
+            .map_err(|e| anyhow::anyhow!("{flag}={v}: {e}"))?;
+        out.push(iso);
+    }
+    Ok(out)
+}
+
 fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
     let gids = match &a.supplementary_gids {
         None => None,
@@ -281,7 +305,12 @@ fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
             .map(|m| MountSpec::parse(m))
             .collect::<Result<_, _>>()?,
         readonly_rootfs: a.readonly_rootfs,
-        isolators: [caps_isolators(a)?, resource_isolators(a)?].concat(),
+        isolators: [
+            caps_isolators(a)?,
+            resource_isolators(a)?,
+            integer_isolators(a)?,
+        ]
+        .concat(),
     })
 }
 

@@ -47,6 +47,8 @@ pub struct AppArgs {
     pub caps_remove: Option<String>,
     pub memory: Option<String>,
     pub cpu: Option<String>,
+    pub cpu_shares: Option<String>,
+    pub oom_score_adj: Option<String>,
 }
 
 /// The parsed command line of `run` or `prepare`.
@@ -290,6 +292,14 @@ fn set_app(a: &mut AppArgs, name: &str, v: &str) -> Result<bool> {
         "cpu" => {
             once(&a.cpu)?;
             a.cpu = Some(v.into())
+        }
+        "cpu-shares" => {
+            once(&a.cpu_shares)?;
+            a.cpu_shares = Some(v.into())
+        }
+        "oom-score-adj" => {
+            once(&a.oom_score_adj)?;
+            a.oom_score_adj = Some(v.into())
         }
         "caps-remove" | "cap-remove" => {
             once(&a.caps_remove)?;
