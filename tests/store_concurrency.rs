@@ -32,6 +32,36 @@ fn check_no_lock_errors(o: &std::process::Output, what: &str) -> Result<(), Stri
     Ok(())
 }
 
+/// Several processes creating the same new store at once: the switch of a new database to
+/// WAL mode must wait for the others, not fail with "database is locked".
+#[test]
+fn processes_creating_one_new_store_at_once() {
+    let tmp = TempDir::new().unwrap();
+    let layout = tmp.path().join("img.d");
+    build_small_layout(&layout, "example.com/fresh", None, b"x");
+    let aci = tmp.path().join("fresh.aci");
+    gnu_tar(&layout, &aci, &["--format=gnu"]);
+    let mut failures = Vec::new();
+    for round in 0..30 {
+        let store = tmp.path().join(format!("store{round}"));
+        let outs: Vec<_> = (0..10)
+            .map(|_| {
+                let (s, a) = (store.clone(), aci.clone());
+                thread::spawn(move || fetch_output(&s, &a))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        for (i, o) in outs.iter().enumerate() {
+            if let Err(e) = check_no_lock_errors(o, &format!("round {round}, fetch {i}")) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 #[test]
 fn four_simultaneous_fetches_of_one_image() {
     let tmp = TempDir::new().unwrap();

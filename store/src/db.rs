@@ -121,8 +121,7 @@ pub fn open(path: &Path) -> Result<Connection> {
     };
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(600)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(err)?;
+    set_wal_mode(&conn).map_err(err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
     conn.pragma_update(None, "foreign_keys", "OFF")
@@ -135,6 +134,24 @@ pub fn open(path: &Path) -> Result<Connection> {
     persist_wal(&conn);
     migrate(&conn, path)?;
     Ok(conn)
+}
+
+/// Switch a new database to WAL (a no-op once it is). The switch needs an exclusive lock, and
+/// SQLite answers SQLITE_BUSY at once, without the busy handler, when another process is
+/// creating the same new store at that moment: retry for as long as the busy timeout would.
+fn set_wal_mode(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Keep `store.db-wal` and `store.db-shm` when the last connection closes. SQLite otherwise
