@@ -109,12 +109,34 @@ pub(crate) fn confine(keep: &CapsHashSet) -> Result<()> {
     for cap in bounding.iter().filter(|c| !keep.contains(c)) {
         caps::drop(None, CapSet::Bounding, *cap).map_err(|e| err(&format!("dropping {cap}"), e))?;
     }
+    drop_unnamed()?;
     if caps::runtime::ambient_set_supported().is_ok() {
         caps::clear(None, CapSet::Ambient).map_err(|e| err("clearing the ambient set", e))?;
     }
     let inheritable: CapsHashSet = keep.intersection(&bounding).copied().collect();
     caps::set(None, CapSet::Inheritable, &inheritable)
         .map_err(|e| err("setting the inheritable set", e))
+}
+
+/// Capabilities of a kernel newer than the caps crate (numbers it has no name for) are never
+/// kept: drop every number above the last one it knows, up to the kernel's last.
+fn drop_unnamed() -> Result<()> {
+    let known = caps::all().iter().map(|c| c.index()).max().unwrap_or(0);
+    let last: u8 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(known);
+    for n in known.saturating_add(1)..=last {
+        // SAFETY: prctl(PR_CAPBSET_DROP, n) takes integers only and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) };
+        if rc != 0 {
+            return Err(RunnerError::Invalid(format!(
+                "cannot restrict the app's capabilities: dropping capability {n}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
