@@ -222,6 +222,10 @@ fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
     // `rkt enter` runs its command with the app's capabilities, in the app's cgroups.
     let entered = rkt_ok(&dir, &["enter", &uuid, "/bin/cat", "/proc/self/status"]);
     assert_eq!(status_caps(&entered).0, mask(&DEFAULT_CAPS), "{entered}");
+    assert!(
+        entered.contains("Seccomp:\t2"),
+        "entered command without the filter: {entered}"
+    );
     let entered = rkt_ok(&dir, &["enter", &uuid, "/bin/cat", "/proc/self/cgroup"]);
     assert!(
         entered.contains(&format!("rkt-{uuid}/limits")),
@@ -330,6 +334,117 @@ fn cpu_shares_oom_score_and_no_new_privileges() {
         "--cpu-shares=1",
     ] {
         let o = rkt_pod(&dir, &["run", aci.to_str().unwrap(), bad]);
+        assert_eq!(o.status.code(), Some(254), "{}", describe(bad, &o));
+    }
+}
+
+#[test]
+fn seccomp_default_remove_and_retain_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    // busybox echo needs these (strace), plus what rkt adds to every retain set.
+    let echo_calls = [
+        "arch_prctl",
+        "brk",
+        "execve",
+        "exit_group",
+        "getrandom",
+        "getuid",
+        "mprotect",
+        "prlimit64",
+        "readlink",
+        "readlinkat",
+        "rseq",
+        "set_robust_list",
+        "set_tid_address",
+        "write",
+        "mmap",
+        "munmap",
+        "getpid",
+        "ioctl",
+        "poll",
+    ];
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "echo", "retained"], "user": "0", "group": "0",
+        "isolators": [{"name": "os/linux/seccomp-retain-set",
+                       "value": {"set": echo_calls, "errno": "ENOSYS"}}],
+    });
+    let retained = busybox_aci(tmp.path(), "retain", &app.to_string(), |_| {});
+    let plain = busybox_aci(tmp.path(), "plain", &sh_app("true"), |_| {});
+    let sh = |pod: &[&str], aci: &Path, app: &[&str], script: &str| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(pod);
+        args.push(aci.to_str().unwrap());
+        args.extend_from_slice(app);
+        args.extend_from_slice(&["--exec", "/bin/sh", "--", "-c", script]);
+        rkt_pod(&dir, &args)
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    // The default filter refuses, e.g., new user namespaces (allowed without capabilities).
+    let probe = "grep Seccomp: /proc/self/status; /bin/busybox unshare -U true && echo unshared";
+    let o = sh(&[], &plain, &[], probe);
+    assert_eq!(
+        text(&o),
+        "Seccomp:\t2\n",
+        "{}",
+        describe("default filter", &o)
+    );
+    let o = sh(&["--insecure-options=image,seccomp"], &plain, &[], probe);
+    assert_eq!(
+        text(&o),
+        "Seccomp:\t0\nunshared\n",
+        "{}",
+        describe("no filter", &o)
+    );
+    // A remove set: refused with the errno given, or the process is killed (SIGSYS).
+    let mk = "/bin/busybox mkdir /made; echo mkdir=$?";
+    let o = sh(
+        &[],
+        &plain,
+        &["--seccomp", "mode=remove,errno=EACCES,mkdir"],
+        mk,
+    );
+    assert_eq!(
+        text(&o),
+        "mkdir=1\n",
+        "{}",
+        describe("remove with errno", &o)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
+    let o = sh(&[], &plain, &["--seccomp", "mode=remove,mkdir"], mk);
+    assert_eq!(text(&o), "mkdir=159\n", "{}", describe("remove, kill", &o));
+    // The image's retain set lets exactly its calls through; the command line replaces it.
+    let o = rkt_pod(&dir, &["run", retained.to_str().unwrap()]);
+    assert_eq!(
+        text(&o),
+        "retained\n",
+        "{}",
+        describe("image retain set", &o)
+    );
+    let o = rkt_pod(
+        &dir,
+        &[
+            "run",
+            retained.to_str().unwrap(),
+            "--seccomp",
+            "mode=retain,execve,brk",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(159),
+        "{}",
+        describe("tiny retain set", &o)
+    );
+    // Bad specifications are refused before a pod exists.
+    for bad in [
+        "mode=sideways,mkdir",
+        "mode=remove",
+        "mode=remove,no_such_call",
+        "mode=remove,errno=EPONIES,mkdir",
+    ] {
+        let o = rkt_pod(&dir, &["run", plain.to_str().unwrap(), "--seccomp", bad]);
         assert_eq!(o.status.code(), Some(254), "{}", describe(bad, &o));
     }
 }

@@ -38,6 +38,8 @@ struct Identity {
     /// The app's capability bounding set.
     caps: caps::CapsHashSet,
     process: crate::os_isolators::ProcessIsolators,
+    /// The app's seccomp filter, if it has one.
+    seccomp: Option<seccompiler::BpfProgram>,
 }
 
 pub(crate) fn main(ctx: &PodContext, app: &RuntimeApp) -> ! {
@@ -384,6 +386,7 @@ fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
         path,
         caps: crate::caps::for_app(app, name)?,
         process: crate::os_isolators::for_app(app, name)?,
+        seccomp: crate::seccomp::program(&crate::seccomp::for_app(app, name)?)?,
     })
 }
 
@@ -431,6 +434,9 @@ fn become_app(
             crate::console::attach(console, id.uid, id.gid)?;
         }
         crate::caps::confine(&id.caps)?;
+        if let Some(prog) = &id.seccomp {
+            crate::seccomp::install(prog)?;
+        }
         nix::unistd::setgroups(&id.groups).ctx(|| "setgroups".into())?;
         nix::unistd::setgid(id.gid).ctx(|| format!("setgid {}", id.gid))?;
         nix::unistd::setuid(id.uid).ctx(|| format!("setuid {}", id.uid))?;

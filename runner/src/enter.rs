@@ -70,6 +70,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
         .and_then(|a| a.app.clone())
         .unwrap_or_default();
     let keep = crate::caps::for_app(&app_section, &name)?;
+    let filter = crate::seccomp::program(&crate::seccomp::for_app(&app_section, &name)?)?;
     let cgroups = crate::cgroups::open_recorded(&pod.dir().join("apps").join(&name))?;
     for (f, kind) in &namespaces {
         setns(f, *kind).ctx(|| format!("entering the pod's {kind:?} namespace"))?;
@@ -77,9 +78,10 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
     match signals::fork()? {
         None => {
             let _ = nix::unistd::chdir("/");
-            if let Err(e) =
-                crate::cgroups::join(&cgroups).and_then(|()| crate::caps::confine(&keep))
-            {
+            let confined = crate::cgroups::join(&cgroups)
+                .and_then(|()| crate::caps::confine(&keep))
+                .and_then(|()| filter.as_ref().map_or(Ok(()), crate::seccomp::install));
+            if let Err(e) = confined {
                 eprintln!("rkt: enter: {e}");
                 signals::exit_now(254)
             }

@@ -16,6 +16,7 @@ pub mod pods;
 pub mod prepare;
 pub mod rootfs;
 pub mod run;
+pub mod seccomp;
 pub mod users;
 
 mod app;

@@ -86,6 +86,8 @@ pub struct PodSpec {
     pub rootfs: RootfsMode,
     /// `--insecure-options=capabilities`: every app keeps every capability.
     pub all_capabilities: bool,
+    /// `--insecure-options=seccomp`: no app gets a seccomp filter.
+    pub no_seccomp: bool,
 }
 
 /// Prepare a new pod. It is returned locked in `prepare/`; the caller moves it on. `on_uuid`
@@ -258,10 +260,19 @@ pub fn build_manifest(store: &Store, spec: &PodSpec) -> Result<PodManifest> {
 }
 
 /// The command line's isolators replace the image's of the same kind (the two capability
-/// sets count as one kind); `--insecure-options=capabilities` then keeps every capability.
-fn apply_isolators(app: &mut App, cli: &[Isolator], all_caps: bool) -> Result<()> {
+/// sets count as one kind, and so do the two seccomp sets); `--insecure-options=capabilities`
+/// then keeps every capability, `--insecure-options=seccomp` turns the seccomp filter off.
+fn apply_isolators(
+    app: &mut App,
+    cli: &[Isolator],
+    all_caps: bool,
+    no_seccomp: bool,
+) -> Result<()> {
     let caps_kind = |n: &str| n == crate::caps::RETAIN_SET || n == crate::caps::REMOVE_SET;
-    let same_kind = |a: &str, b: &str| a == b || (caps_kind(a) && caps_kind(b));
+    let seccomp_kind = |n: &str| n == crate::seccomp::RETAIN_SET || n == crate::seccomp::REMOVE_SET;
+    let same_kind = |a: &str, b: &str| {
+        a == b || (caps_kind(a) && caps_kind(b)) || (seccomp_kind(a) && seccomp_kind(b))
+    };
     for iso in cli {
         app.isolators
             .retain(|i| !same_kind(i.name.as_str(), iso.name.as_str()));
@@ -271,6 +282,12 @@ fn apply_isolators(app: &mut App, cli: &[Isolator], all_caps: bool) -> Result<()
         app.isolators.retain(|i| !caps_kind(i.name.as_str()));
         let name = AcIdentifier::parse(crate::caps::RETAIN_SET)?;
         let value = serde_json::json!({ "set": crate::caps::all_names() });
+        app.isolators.push(Isolator::new(name, value)?);
+    }
+    if no_seccomp {
+        app.isolators.retain(|i| !seccomp_kind(i.name.as_str()));
+        let name = AcIdentifier::parse(crate::seccomp::RETAIN_SET)?;
+        let value = serde_json::json!({ "set": [crate::seccomp::ALL] });
         app.isolators.push(Isolator::new(name, value)?);
     }
     Ok(())
@@ -299,7 +316,12 @@ fn runtime_app(
     if let Some(g) = &a.supplementary_gids {
         app.supplementary_gids = g.clone();
     }
-    apply_isolators(&mut app, &a.isolators, spec.all_capabilities)?;
+    apply_isolators(
+        &mut app,
+        &a.isolators,
+        spec.all_capabilities,
+        spec.no_seccomp,
+    )?;
     let image_env: Vars = app
         .environment
         .iter()

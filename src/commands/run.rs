@@ -61,6 +61,7 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
     });
     let mut spec = pod_spec(&parsed.pod, apps, rootfs)?;
     spec.all_capabilities = insecure_opts.capabilities || global.insecure_options.capabilities;
+    spec.no_seccomp = insecure_opts.seccomp || global.insecure_options.seccomp;
     let span = tracing::debug_span!("pod.prepare", rootfs = rootfs.as_str());
     let prepare_span = span.enter();
     let t0 = std::time::Instant::now();
@@ -251,6 +252,40 @@ fn resource_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
     Ok(out)
 }
 
+/// rkt's `--seccomp mode=remove|retain[,errno=ENAME],CALL,…` as appc's seccomp set isolator.
+fn seccomp_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
+    let Some(spec) = &a.seccomp else {
+        return Ok(Vec::new());
+    };
+    let (mut mode, mut errno, mut calls) = (None, None, Vec::new());
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.split_once('=') {
+            Some(("mode", m)) => mode = Some(m),
+            Some(("errno", e)) => {
+                rkt_runner::seccomp::errno(e).map_err(|e| anyhow::anyhow!("--seccomp: {e}"))?;
+                errno = Some(e)
+            }
+            Some((k, _)) => bail!("--seccomp: unknown option {k:?} (mode=, errno=)"),
+            None => calls.push(item),
+        }
+    }
+    let kind = match mode {
+        Some("remove") => rkt_runner::seccomp::REMOVE_SET,
+        Some("retain") => rkt_runner::seccomp::RETAIN_SET,
+        _ => bail!("--seccomp={spec}: give mode=remove or mode=retain, then system calls"),
+    };
+    if calls.is_empty() {
+        bail!("--seccomp={spec}: name at least one system call");
+    }
+    rkt_runner::seccomp::expand(&calls).map_err(|e| anyhow::anyhow!("--seccomp: {e}"))?;
+    let mut value = serde_json::json!({ "set": calls });
+    if let Some(e) = errno {
+        value["errno"] = serde_json::json!(e);
+    }
+    let iso = Isolator::new(AcIdentifier::parse(kind)?, value).context("--seccomp")?;
+    Ok(vec![iso])
+}
+
 /// `--cpu-shares` and `--oom-score-adj` as appc's `os/linux/cpu-shares` and
 /// `os/linux/oom-score-adj` (integers, range-checked by the schema).
 fn integer_isolators(a: &AppArgs) -> Result<Vec<Isolator>> {
@@ -309,6 +344,7 @@ fn app_spec(a: &AppArgs, image_id: String) -> Result<AppSpec> {
             caps_isolators(a)?,
             resource_isolators(a)?,
             integer_isolators(a)?,
+            seccomp_isolators(a)?,
         ]
         .concat(),
     })
@@ -362,6 +398,7 @@ fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>, rootfs: RootfsMode) -> Result<PodS
         set_env: assignments(&p.set_env, "--set-env")?,
         rootfs,
         all_capabilities: false,
+        no_seccomp: false,
     })
 }
 

@@ -49,6 +49,7 @@ pub struct AppArgs {
     pub cpu: Option<String>,
     pub cpu_shares: Option<String>,
     pub oom_score_adj: Option<String>,
+    pub seccomp: Option<String>,
 }
 
 /// The parsed command line of `run` or `prepare`.
@@ -296,6 +297,10 @@ fn set_app(a: &mut AppArgs, name: &str, v: &str) -> Result<bool> {
         "cpu-shares" => {
             once(&a.cpu_shares)?;
             a.cpu_shares = Some(v.into())
+        }
+        "seccomp" => {
+            once(&a.seccomp)?;
+            a.seccomp = Some(v.into())
         }
         "oom-score-adj" => {
             once(&a.oom_score_adj)?;
