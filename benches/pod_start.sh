@@ -13,7 +13,7 @@ die() { echo "benches/pod_start.sh: $*" >&2; exit 1; }
 for t in actool hyperfine unshare chroot python3; do command -v "$t" >/dev/null || die "$t not found"; done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
 
-RUNS=${RUNS:-40}
+RUNS=${RUNS:-100}
 cargo build --release -q
 RKT=$PWD/target/release/rkt
 W=$(mktemp -d /tmp/pod_start.XXXXXX)
