@@ -448,3 +448,40 @@ fn seccomp_default_remove_and_retain_sets() {
         assert_eq!(o.status.code(), Some(254), "{}", describe(bad, &o));
     }
 }
+
+#[test]
+fn proc_is_protected_unless_paths_are_insecure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "procpaths", &sh_app("true"), |_| {});
+    // Writes a sysctl's own value back (a no-op where it succeeds).
+    let script = "v=$(cat /proc/sys/kernel/printk_ratelimit); \
+                  (echo $v > /proc/sys/kernel/printk_ratelimit) 2>/dev/null \
+                  && echo sys-writable || echo sys-ro; \
+                  grep -c ' /proc/keys ' /proc/self/mounts";
+    let run = |pod: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(pod);
+        args.extend_from_slice(&[
+            aci.to_str().unwrap(),
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            script,
+        ]);
+        let o = rkt_pod(&dir, &args);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(
+        run(&[]),
+        "sys-ro\n1\n",
+        "the host's sysctls are read-only, /proc/keys masked"
+    );
+    assert_eq!(
+        run(&["--insecure-options=image,paths"]),
+        "sys-writable\n0\n",
+        "--insecure-options=paths leaves /proc as the kernel mounts it"
+    );
+}

@@ -181,6 +181,9 @@ fn mount_fs(
 fn mount_api_filesystems(root: &OwnedFd, ctx: &PodContext) -> Result<()> {
     let safe = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_fs(root, "/proc", "proc", safe, None)?;
+    if !ctx.opts.unprotected_proc {
+        protect_proc(root)?;
+    }
     mount_fs(root, "/sys", "sysfs", safe | MsFlags::MS_RDONLY, None)?;
     mount_fs(
         root,
@@ -243,6 +246,55 @@ fn mount_api_filesystems(root: &OwnedFd, ctx: &PodContext) -> Result<()> {
     ] {
         nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), link)
             .ctx(|| format!("creating /dev/{link}"))?;
+    }
+    Ok(())
+}
+
+/// Parts of /proc that reach beyond the pod: the host's sysctls and kernel interfaces are made
+/// read-only, kernel memory and key listings are hidden (as Docker and rkt do; rkt's
+/// `--insecure-options=paths` skips this). Paths the kernel does not have are skipped.
+fn protect_proc(root: &OwnedFd) -> Result<()> {
+    for path in [
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+        "/proc/irq",
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/asound",
+    ] {
+        let Ok(target) = open_at(root, path, OFlag::O_PATH) else {
+            continue;
+        };
+        let p = fd_path(&target);
+        bind(Path::new(&p), Path::new(&p), true)?;
+        remount_ro(
+            &fd_path(&open_at(root, path, OFlag::O_PATH).ctx(|| path.into())?),
+            true,
+        )?;
+    }
+    for path in [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+    ] {
+        if let Ok(target) = open_at(root, path, OFlag::O_PATH) {
+            bind(Path::new("/dev/null"), Path::new(&fd_path(&target)), false)?;
+        }
+    }
+    for path in ["/proc/acpi", "/proc/scsi"] {
+        if let Ok(target) = open_at(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            nix::mount::mount(
+                Some("tmpfs"),
+                Path::new(&fd_path(&target)),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                None::<&str>,
+            )
+            .ctx(|| format!("hiding {path}"))?;
+        }
     }
     Ok(())
 }

@@ -38,6 +38,8 @@ pub struct RunOptions {
     /// Files bind-mounted read-only on a path of every app (`/etc/resolv.conf`, `/etc/hosts`):
     /// (path in the app, source). A relative source is inside the pod directory.
     pub etc_files: Vec<EtcFile>,
+    /// `--insecure-options=paths`: leave the apps' /proc without read-only and masked paths.
+    pub unprotected_proc: bool,
 }
 
 /// A file bind-mounted read-only on a path of every app.
@@ -62,6 +64,7 @@ impl Default for RunOptions {
             metadata_url: None,
             netns: None,
             etc_files: Vec::new(),
+            unprotected_proc: false,
         }
     }
 }

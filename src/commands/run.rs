@@ -42,6 +42,7 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         None => crate::insecure::InsecureOptions::default(),
     };
     let insecure = insecure_opts.image;
+    opts.unprotected_proc = insecure_opts.paths || global.insecure_options.paths;
     let asked = rootfs_mode(parsed.pod.rootfs.as_deref(), parsed.pod.no_overlay)?;
     let mut store = open_store(global)?;
     let mut apps = Vec::new();
@@ -143,6 +144,7 @@ pub fn run_prepared(global: &GlobalArgs, args: &RunPreparedArgs) -> Result<u8> {
         hostname: args.hostname.clone(),
         interactive: args.interactive,
         stop_grace: args.stop_timeout,
+        unprotected_proc: global.insecure_options.paths,
         ..RunOptions::default()
     };
     let mut store = open_store(global)?;
