@@ -24,6 +24,17 @@ fn fetch_output(store: &Path, aci: &Path) -> std::process::Output {
     )
 }
 
+/// `n` `rkt fetch` processes of `aci` into `store`, started together; their outputs.
+fn concurrent_fetches(store: &Path, aci: &Path, n: usize) -> Vec<std::process::Output> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (s, a) = (store.to_path_buf(), aci.to_path_buf());
+            thread::spawn(move || fetch_output(&s, &a))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 fn check_no_lock_errors(o: &std::process::Output, what: &str) -> Result<(), String> {
     let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
     if !o.status.success() || err.contains("locked") {
@@ -44,15 +55,7 @@ fn processes_creating_one_new_store_at_once() {
     let mut failures = Vec::new();
     for round in 0..30 {
         let store = tmp.path().join(format!("store{round}"));
-        let outs: Vec<_> = (0..10)
-            .map(|_| {
-                let (s, a) = (store.clone(), aci.clone());
-                thread::spawn(move || fetch_output(&s, &a))
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect();
+        let outs = concurrent_fetches(&store, &aci, 10);
         for (i, o) in outs.iter().enumerate() {
             if let Err(e) = check_no_lock_errors(o, &format!("round {round}, fetch {i}")) {
                 failures.push(e);
@@ -72,15 +75,7 @@ fn four_simultaneous_fetches_of_one_image() {
     gnu_tar(&layout, &aci, &["--format=gnu"]);
     let want = image_id(&aci);
     for round in 0..2 {
-        let outs: Vec<_> = (0..4)
-            .map(|_| {
-                let (s, a) = (store.clone(), aci.clone());
-                thread::spawn(move || fetch_output(&s, &a))
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect();
+        let outs = concurrent_fetches(&store, &aci, 4);
         let mut failures = Vec::new();
         for (i, o) in outs.iter().enumerate() {
             let what = format!("round {round}, concurrent fetch {i}");
