@@ -326,70 +326,41 @@ fn rootfs_flag_is_checked() {
         ],
     );
     assert!(e.contains("--no-overlay means --rootfs=copy"), "{e}");
+    // `rkt prepare` with `flags`: the pod's UUID and its recorded options.json.
+    let prepare = |flags: &[&str]| {
+        let mut args = vec!["--insecure-options=image", "prepare"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--volume=out,kind=empty", a]);
+        let uuid = rkt_ok(&dir, &args).trim().to_string();
+        let options =
+            std::fs::read_to_string(dir.join("pods/prepared").join(&uuid).join("options.json"))
+                .unwrap();
+        (uuid, options)
+    };
     // Without --rootfs, a pod of an image with no rendered tree is lazy (docs/lazy-rootfs.md).
-    let uuid = rkt_ok(
-        &dir,
-        &[
-            "--insecure-options=image",
-            "prepare",
-            "--volume=out,kind=empty",
-            a,
-        ],
-    );
-    let options = std::fs::read_to_string(
-        dir.join("pods/prepared")
-            .join(uuid.trim())
-            .join("options.json"),
-    )
-    .unwrap();
+    let (_, options) = prepare(&[]);
     assert!(options.contains(r#""rootfs":"lazy""#), "{options}");
     assert!(
         !dir.join("trees").exists(),
         "a lazy prepare rendered the image"
     );
     // A pod prepared rendered renders the shared tree, and can still run lazy.
-    let uuid = rkt_ok(
-        &dir,
-        &[
-            "--insecure-options=image",
-            "prepare",
-            "--rootfs=rendered",
-            "--volume=out,kind=empty",
-            a,
-        ],
-    );
-    let uuid = uuid.trim();
-    let options =
-        std::fs::read_to_string(dir.join("pods/prepared").join(uuid).join("options.json")).unwrap();
+    let (uuid, options) = prepare(&["--rootfs=rendered"]);
     assert!(options.contains(r#""rootfs":"rendered""#), "{options}");
     assert!(
         dir.join("trees").read_dir().unwrap().next().is_some(),
         "no rendered tree"
     );
-    let o = rkt(&dir, &["run-prepared", "--rootfs=lazy", uuid]);
+    let o = rkt(&dir, &["run-prepared", "--rootfs=lazy", &uuid]);
     assert!(
         o.status.success(),
         "{}",
         describe("run-prepared --rootfs=lazy", &o)
     );
-    let options = std::fs::read_to_string(pod_dir(&dir, uuid).join("options.json")).unwrap();
+    let options = std::fs::read_to_string(pod_dir(&dir, &uuid).join("options.json")).unwrap();
     assert!(options.contains(r#""rootfs":"lazy""#), "{options}");
     // Once the image's tree is rendered, the default takes it: the faster warm start.
-    let uuid = rkt_ok(
-        &dir,
-        &[
-            "--insecure-options=image",
-            "prepare",
-            "--volume=out,kind=empty",
-            a,
-        ],
-    );
-    let options = std::fs::read_to_string(
-        dir.join("pods/prepared")
-            .join(uuid.trim())
-            .join("options.json"),
-    )
-    .unwrap();
+    let (_, options) = prepare(&[]);
     assert!(options.contains(r#""rootfs":"rendered""#), "{options}");
 }
 
