@@ -75,8 +75,9 @@ class Svg:
             f.write("\n".join(self.parts) + "\n")
 
 
-def axes(svg, yticks, ymax, ylabel, xlabel):
-    pw, ph = W - L - R, H - T - B
+def axes(svg, yticks, ymax, ylabel, xlabel, pw=W - L - R):
+    """Grid, y ticks and labels of a plot area `pw` wide; returns the value -> y mapping."""
+    ph = H - T - B
     ypos = lambda v: T + ph - v / ymax * ph
     for t in yticks:
         svg.line(L, ypos(t), L + pw, ypos(t), color="#ddd")
@@ -84,7 +85,8 @@ def axes(svg, yticks, ymax, ylabel, xlabel):
     svg.line(L, T, L, T + ph)
     svg.line(L, T + ph, L + pw, T + ph)
     svg.text(18, T + ph / 2, ylabel, transform=f"rotate(-90 18 {T + ph / 2})")
-    svg.text(L + pw / 2, H - 12, xlabel)
+    if xlabel:
+        svg.text(L + pw / 2, H - 12, xlabel)
     return ypos
 
 
@@ -141,13 +143,7 @@ def bar_chart(path, title, ylabel, bars, unit_div=1, unit=""):
     vals = [v / unit_div for _, v in bars]
     yticks = nice_ticks(0, max(vals) * 1.1)
     ymax = max(yticks[-1], max(vals) * 1.1)
-    ypos = lambda v: T + ph - v / ymax * ph
-    for t in yticks:
-        svg.line(L, ypos(t), L + pw, ypos(t), color="#ddd")
-        svg.text(L - 6, ypos(t) + 4, fmt(t), anchor="end")
-    svg.line(L, T, L, T + ph)
-    svg.line(L, T + ph, L + pw, T + ph)
-    svg.text(18, T + ph / 2, ylabel, transform=f"rotate(-90 18 {T + ph / 2})")
+    ypos = axes(svg, yticks, ymax, ylabel, None, pw)
     slot = pw / len(bars)
     for i, ((name, _), v) in enumerate(zip(bars, vals)):
         x = L + i * slot + slot * 0.15
