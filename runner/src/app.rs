@@ -70,7 +70,6 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
         .map(|n| n.to_string_lossy().into_owned());
     let limits = crate::cgroups::limits_for(app, name)?;
     crate::cgroups::enter(uuid.as_deref().unwrap_or("pod"), name, &dir, &limits)?;
-    crate::os_isolators::for_app(app, name)?.apply_oom_score()?;
     let rootfs = dir.join("rootfs");
     unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
     crate::mounts::make_root_slave()?;
@@ -85,6 +84,8 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     drop(root);
     pivot(&rootfs)?;
     let id = identity(app, name, ctx)?;
+    // Before anything is forked: the handlers and the app inherit it.
+    id.process.apply_oom_score()?;
     if execs_directly(rapp) {
         // Nothing runs before or after the app: this process becomes it (one fork, exit and
         // reap less per pod start). Init reaps it and records its status, and passes stop

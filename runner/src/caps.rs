@@ -119,24 +119,25 @@ pub(crate) fn confine(keep: &CapsHashSet) -> Result<()> {
 }
 
 /// Capabilities of a kernel newer than the caps crate (numbers it has no name for) are never
-/// kept: drop every number above the last one it knows, up to the kernel's last.
+/// kept: drop every number above the last one it knows that the kernel still answers for
+/// (PR_CAPBSET_READ fails with EINVAL past the kernel's last capability).
 fn drop_unnamed() -> Result<()> {
     let known = caps::all().iter().map(|c| c.index()).max().unwrap_or(0);
-    let last: u8 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(known);
-    for n in known.saturating_add(1)..=last {
+    let mut n = libc::c_ulong::from(known) + 1;
+    loop {
+        // SAFETY: prctl(PR_CAPBSET_READ, n) takes integers only and touches no memory of ours.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, n, 0, 0, 0) } < 0 {
+            return Ok(());
+        }
         // SAFETY: prctl(PR_CAPBSET_DROP, n) takes integers only and touches no memory of ours.
-        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) };
-        if rc != 0 {
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, n, 0, 0, 0) } != 0 {
             return Err(RunnerError::Invalid(format!(
                 "cannot restrict the app's capabilities: dropping capability {n}: {}",
                 std::io::Error::last_os_error()
             )));
         }
+        n += 1;
     }
-    Ok(())
 }
 
 #[cfg(test)]
