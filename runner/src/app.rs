@@ -434,7 +434,7 @@ fn identity(app: &App, name: &str, ctx: &PodContext) -> Result<Identity> {
         path,
         caps: crate::caps::for_app(app, name)?,
         process: crate::os_isolators::for_app(app, name)?,
-        seccomp: crate::seccomp::program(&crate::seccomp::for_app(app, name)?)?,
+        seccomp: crate::seccomp::filter_for(app, name)?,
     })
 }
 

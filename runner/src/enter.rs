@@ -70,7 +70,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
         .and_then(|a| a.app.clone())
         .unwrap_or_default();
     let keep = crate::caps::for_app(&app_section, &name)?;
-    let filter = crate::seccomp::program(&crate::seccomp::for_app(&app_section, &name)?)?;
+    let filter = crate::seccomp::filter_for(&app_section, &name)?;
     let cgroups = crate::cgroups::open_recorded(&pod.dir().join("apps").join(&name))?;
     for (f, kind) in &namespaces {
         setns(f, *kind).ctx(|| format!("entering the pod's {kind:?} namespace"))?;

@@ -185,6 +185,11 @@ pub fn errno(name: &str) -> std::result::Result<i32, String> {
         })
 }
 
+/// The BPF program `app`'s isolators ask for, if any.
+pub(crate) fn filter_for(app: &App, name: &str) -> Result<Option<BpfProgram>> {
+    program(&for_app(app, name)?)
+}
+
 /// The BPF program for `policy` (None for [`Policy::Off`]).
 pub(crate) fn program(policy: &Policy) -> Result<Option<BpfProgram>> {
     let refuse = |errno: Option<i32>| match errno {
