@@ -218,11 +218,30 @@ fn prepare_then_run_prepared() {
     assert!(o.status.success(), "{}", describe("prepare", &o));
     let uuid = String::from_utf8(o.stdout).unwrap().trim().to_string();
     assert_eq!(uuid.len(), 36, "{uuid}");
-    assert!(rkt_ok(&dir, &["status", &uuid]).contains("state=prepared\n"));
+    let status = rkt_ok(&dir, &["status", &uuid]);
+    assert!(status.contains("state=prepared\n"), "{status}");
+    assert!(status.contains("created=20"), "{status}");
+    assert!(!status.contains("started="), "not started yet: {status}");
     assert!(dir.join("pods/prepared").join(&uuid).join("pod").is_file());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let o = rkt(&dir, &["run-prepared", &uuid]);
     assert_eq!(o.status.code(), Some(9), "{}", describe("run-prepared", &o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "prepared run prep\n");
+    let status = rkt_ok(&dir, &["status", &uuid]);
+    assert!(status.contains("started=20"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&rkt_ok(&dir, &["list", "--format=json"])).unwrap();
+    let (created, started) = (&json[0]["created_at"], &json[0]["started_at"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        created.as_i64().unwrap() < started.as_i64().unwrap()
+            && started.as_i64().unwrap() <= now
+            && now - created.as_i64().unwrap() < 600,
+        "prepared, then run a second later: {json}"
+    );
     let e = rkt_fails(&dir, &["run-prepared", &uuid]);
     assert!(e.contains("only prepared pods"), "{e}");
     // prepare refuses run-only flags.

@@ -63,7 +63,12 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
         let name = app.name.as_str();
         let dir = ctx.dir.join("apps").join(name);
         if ctx.overlay {
-            mount_overlay(&dir, ctx.mount_points.as_deref())?;
+            let lower = ctx.lower.get(name).ok_or_else(|| {
+                RunnerError::Invalid(format!(
+                    "app {name}: options.json records no overlayfs lower dir; prepare the pod again"
+                ))
+            })?;
+            mount_overlay(&dir, lower, ctx.mount_points.as_deref())?;
         }
         match signals::fork()? {
             None => crate::app::main(ctx, app),
@@ -147,11 +152,9 @@ fn null_stdin() -> Result<()> {
     Ok(())
 }
 
-/// Mount the app's overlayfs: the store's rendered tree below (under the shared layer of
-/// mount points, if any), upper and work in the pod.
-fn mount_overlay(dir: &Path, mount_points: Option<&Path>) -> Result<()> {
-    let lower = std::fs::read_to_string(dir.join("lower"))
-        .ctx(|| format!("reading {}", dir.join("lower").display()))?;
+/// Mount the app's overlayfs: `lower` (the store's rendered tree, or the lazy tree) below,
+/// under the shared layer of mount points if any, upper and work in the pod.
+fn mount_overlay(dir: &Path, lower: &str, mount_points: Option<&Path>) -> Result<()> {
     // A relative lower dir (the lazy tree) is inside the app's directory, which moves with the
     // pod's state.
     let lower = path_str(&dir.join(lower.trim()))?;

@@ -26,14 +26,12 @@ pub const EXITED_GARBAGE: &str = "exited-garbage";
 pub const GARBAGE: &str = "garbage";
 const ALL_DIRS: [&str; 6] = [EMBRYO, PREPARE, PREPARED, RUN, EXITED_GARBAGE, GARBAGE];
 
-/// Names of files in a pod directory.
+/// Names of files in a pod directory. Times are not files of their own: a pod was created when
+/// its manifest (the last file `prepare` writes) was written and started when the supervisor
+/// recorded its init's PID (each file is an inode to allocate on every pod start).
 pub const MANIFEST_FILE: &str = "pod";
-pub const CREATED_FILE: &str = "created";
-pub const STARTED_FILE: &str = "started";
 /// Host PID of the pod's init.
 pub const PID_FILE: &str = "pid";
-/// Host PID of the supervisor (`rkt run`).
-pub const PPID_FILE: &str = "ppid";
 pub const OPTIONS_FILE: &str = "options.json";
 
 /// A pod's state, as `rkt list` and `rkt status` print it.
@@ -472,6 +470,37 @@ impl Pod {
         self.read_text(PID_FILE)?.parse().ok()
     }
 
+    /// Host PID of the pod's supervisor (`rkt run`, `rkt run-prepared`) while the pod runs:
+    /// the parent of its init, which the supervisor cloned.
+    pub fn supervisor_pid(&self) -> Option<i32> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let ppid: i32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        // 0: init is gone and its PID now names a process of another PID namespace.
+        (ppid > 0).then_some(ppid)
+    }
+
+    /// When the pod was prepared: the time its manifest was written.
+    pub fn created(&self) -> Option<SystemTime> {
+        self.modified(MANIFEST_FILE)
+    }
+
+    /// When the pod was started: the time its supervisor recorded its init's PID.
+    pub fn started(&self) -> Option<SystemTime> {
+        self.modified(PID_FILE)
+    }
+
+    fn modified(&self, name: &str) -> Option<SystemTime> {
+        std::fs::metadata(self.dir().join(name))
+            .ok()?
+            .modified()
+            .ok()
+    }
+
     /// The exit status recorded for each app (None: not exited yet), in manifest order.
     pub fn app_exit_codes(&self) -> Result<Vec<(String, Option<i32>)>> {
         let m = self.manifest()?;
@@ -544,13 +573,6 @@ fn is_uuid(s: &str) -> bool {
             8 | 13 | 18 | 23 => b == b'-',
             _ => b.is_ascii_hexdigit(),
         })
-}
-
-/// Now, as RFC 3339 text.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

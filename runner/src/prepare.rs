@@ -2,6 +2,7 @@
 //! mount points, write the pod manifest, create empty volumes, and get each app's rootfs from
 //! the store (an overlayfs lower dir, or a copy with `--no-overlay`).
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -122,10 +123,6 @@ fn fill(store: &mut Store, pod: &Pod, spec: &PodSpec) -> Result<()> {
     let mode = effective_mode(spec.rootfs)?;
     create_volumes(pod, &manifest)?;
     set_rootfs(store, pod, &manifest, mode)?;
-    write_atomic(
-        &pod.dir().join(pods::CREATED_FILE),
-        pods::now_rfc3339().as_bytes(),
-    )?;
     manifest.validate()?;
     write_atomic(
         &pod.dir().join(pods::MANIFEST_FILE),
@@ -161,6 +158,7 @@ pub fn set_rootfs(
     let span = tracing::debug_span!("rootfs.prepare", mode = mode.as_str());
     let _enter = span.enter();
     let t0 = std::time::Instant::now();
+    let mut lower = BTreeMap::new();
     for app in &manifest.apps {
         let id = app
             .image
@@ -168,9 +166,16 @@ pub fn set_rootfs(
             .as_ref()
             .map(|i| i.as_str())
             .unwrap_or_default();
-        app_rootfs(store, pod, app.name.as_str(), id, mode)?;
+        let name = app.name.as_str();
+        if let Some(dir) = app_rootfs(store, pod, name, id, mode)? {
+            lower.insert(name.to_string(), dir);
+        }
     }
-    let options = serde_json::json!({ "overlay": mode.uses_overlay(), "rootfs": mode.as_str() });
+    let options = serde_json::json!({
+        "overlay": mode.uses_overlay(),
+        "rootfs": mode.as_str(),
+        "lower": lower,
+    });
     write_atomic(
         &pod.dir().join(pods::OPTIONS_FILE),
         options.to_string().as_bytes(),
@@ -182,23 +187,47 @@ pub fn set_rootfs(
     Ok(())
 }
 
-/// The rootfs mode recorded in a pod's `options.json` (pods prepared before `--rootfs` existed
-/// only say whether they use overlayfs).
-pub fn recorded_mode(pod: &Pod) -> RootfsMode {
+/// What `prepare` recorded in a pod's `options.json` about its root filesystems.
+pub struct RecordedRootfs {
+    pub mode: RootfsMode,
+    /// Each overlay app's lower dir: absolute (the store's rendered tree) or relative to the
+    /// app's directory (its lazy tree), as the pod directory moves between states.
+    pub lower: BTreeMap<String, String>,
+}
+
+/// The root filesystems recorded in a pod's `options.json`. Pods prepared before `--rootfs`
+/// existed only say whether they use overlayfs; those prepared before the lower dirs moved
+/// into `options.json` have them in `apps/<name>/lower`.
+pub fn recorded_rootfs(pod: &Pod) -> RecordedRootfs {
     let v = pod
         .read_text(pods::OPTIONS_FILE)
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let Some(v) = v else {
-        return RootfsMode::Copy;
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .unwrap_or_default();
+    let mode = match v["rootfs"].as_str().and_then(|m| m.parse().ok()) {
+        Some(mode) => mode,
+        None if v["overlay"].as_bool() == Some(true) => RootfsMode::Rendered,
+        None => RootfsMode::Copy,
     };
-    if let Some(mode) = v["rootfs"].as_str().and_then(|m| m.parse().ok()) {
-        return mode;
+    let mut lower: BTreeMap<String, String> = v["lower"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(app, dir)| Some((app.clone(), dir.as_str()?.to_string())))
+        .collect();
+    if mode.uses_overlay() && lower.is_empty() {
+        for app in pod.manifest().map(|m| m.apps).unwrap_or_default() {
+            let name = app.name.as_str();
+            if let Some(dir) = pod.read_text(&format!("apps/{name}/lower")) {
+                lower.insert(name.to_string(), dir);
+            }
+        }
     }
-    if v["overlay"].as_bool() == Some(true) {
-        RootfsMode::Rendered
-    } else {
-        RootfsMode::Copy
-    }
+    RecordedRootfs { mode, lower }
+}
+
+/// The rootfs mode recorded in a pod's `options.json`.
+pub fn recorded_mode(pod: &Pod) -> RootfsMode {
+    recorded_rootfs(pod).mode
 }
 
 /// Change the rootfs mode of a prepared pod that this process holds locked.
@@ -466,8 +495,14 @@ fn create_volumes(pod: &Pod, m: &PodManifest) -> Result<()> {
 }
 
 /// The app's rootfs: overlayfs (mounted at run time) over the store's rendered tree or over
-/// the app's lazy tree (the lower dir is recorded in `lower`), or a rendered copy.
-fn app_rootfs(store: &mut Store, pod: &Pod, name: &str, id: &str, mode: RootfsMode) -> Result<()> {
+/// the app's lazy tree (returned: the lower dir, for `options.json`), or a rendered copy.
+fn app_rootfs(
+    store: &mut Store,
+    pod: &Pod,
+    name: &str,
+    id: &str,
+    mode: RootfsMode,
+) -> Result<Option<String>> {
     let dir = pod.dir().join("apps").join(name);
     let rootfs = dir.join("rootfs");
     let lower = match mode {
@@ -484,13 +519,13 @@ fn app_rootfs(store: &mut Store, pod: &Pod, name: &str, id: &str, mode: RootfsMo
                 std::fs::remove_dir(&rootfs).ctx(|| format!("removing {}", rootfs.display()))?;
             }
             store.render_image(id, &rootfs, true)?;
-            return Ok(());
+            return Ok(None);
         }
     };
     for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
         std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
     }
-    write_atomic(&dir.join("lower"), path_text(&lower)?.as_bytes())
+    path_text(&lower).map(Some)
 }
 
 fn is_empty_dir(p: &Path) -> bool {
@@ -506,6 +541,55 @@ fn path_text(p: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prepared pod whose manifest has apps `a` and `b`, with `options` as its options.json.
+    fn pod_with_options(tmp: &Path, options: &str) -> Pod {
+        let pod = Pods::new(tmp).create().unwrap();
+        let app = |name: &str| {
+            serde_json::json!({"name": name, "image": {"id": format!("sha512-{}", "0".repeat(128))},
+                "app": {"exec": ["/bin/true"], "user": "0", "group": "0"}})
+        };
+        let manifest = serde_json::json!({"acKind": "PodManifest", "acVersion": "0.8.11",
+            "apps": [app("a"), app("b")]});
+        pod.write_text(pods::MANIFEST_FILE, &manifest.to_string())
+            .unwrap();
+        pod.write_text(pods::OPTIONS_FILE, options).unwrap();
+        pod
+    }
+
+    #[test]
+    fn lower_dirs_are_read_from_options_or_old_lower_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod = pod_with_options(
+            tmp.path(),
+            r#"{"overlay":true,"rootfs":"lazy","lower":{"a":"lazy","b":"lazy"}}"#,
+        );
+        let r = recorded_rootfs(&pod);
+        assert_eq!(r.mode, RootfsMode::Lazy);
+        assert_eq!(r.lower.get("b").map(String::as_str), Some("lazy"));
+
+        // Pods prepared before the lower dirs moved into options.json.
+        let pod = pod_with_options(tmp.path(), r#"{"overlay":true}"#);
+        for (app, dir) in [
+            ("a", "/store/trees/x/rootfs"),
+            ("b", "/store/trees/y/rootfs"),
+        ] {
+            std::fs::create_dir_all(pod.dir().join("apps").join(app)).unwrap();
+            pod.write_text(&format!("apps/{app}/lower"), dir).unwrap();
+        }
+        let r = recorded_rootfs(&pod);
+        assert_eq!(r.mode, RootfsMode::Rendered);
+        assert_eq!(
+            r.lower.get("a").map(String::as_str),
+            Some("/store/trees/x/rootfs")
+        );
+        assert_eq!(r.lower.len(), 2);
+
+        let pod = pod_with_options(tmp.path(), r#"{"overlay":false,"rootfs":"copy"}"#);
+        let r = recorded_rootfs(&pod);
+        assert_eq!(r.mode, RootfsMode::Copy);
+        assert!(r.lower.is_empty());
+    }
 
     #[test]
     fn exec_overrides() {

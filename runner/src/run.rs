@@ -76,7 +76,6 @@ pub(crate) struct PodContext {
     pub overlay: bool,
     pub opts: RunOptions,
     pub hostname: String,
-    pub supervisor: nix::unistd::Pid,
     /// `--interactive` on a terminal: the app's pseudo-terminal.
     pub console: Option<crate::console::ConsoleFds>,
     /// When the supervisor began starting the pod (for `--debug` phase timings).
@@ -84,6 +83,8 @@ pub(crate) struct PodContext {
     /// The shared lower layer of empty mount point directories laid over each app's image
     /// ([`mount_points_layer`]); None if it could not be made.
     pub mount_points: Option<std::path::PathBuf>,
+    /// Each overlay app's lower dir, as `prepare` recorded it.
+    pub lower: std::collections::BTreeMap<String, String>,
 }
 
 /// A service of the pod that the supervisor starts only once it is needed: when `ready`
@@ -122,7 +123,8 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
             "--interactive needs a pod with exactly one app".into(),
         ));
     }
-    let mode = crate::prepare::recorded_mode(pod);
+    let recorded = crate::prepare::recorded_rootfs(pod);
+    let mode = recorded.mode;
     pod.move_to(pods::RUN)?;
     let console = match opts.interactive {
         true => Console::open_if_terminal()?,
@@ -137,15 +139,14 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
         manifest,
         overlay: mode.uses_overlay(),
         opts: opts.clone(),
-        supervisor: nix::unistd::getpid(),
         console: console.as_ref().map(Console::fds),
         started_at: std::time::Instant::now(),
         mount_points: match mode.uses_overlay() {
             true => mount_points_layer(&pod.data_dir()),
             false => None,
         },
+        lower: recorded.lower,
     };
-    let started = pods::now_rfc3339();
     // Lazy pods: the mount points are made shared here, while this process is still
     // single-threaded; the FUSE trees (server threads) are mounted right after init exists
     // and propagate into its mount namespace; init waits at the gate until they are there.
@@ -188,16 +189,6 @@ pub fn run_with(pod: &mut Pod, opts: &RunOptions, on_demand: Option<OnDemand<'_>
             return Err(e);
         }
     };
-    // Written while init sets the pod up (on another CPU, when there is one), not before the
-    // clone, where they delayed it.
-    let recorded = pod
-        .write_text(pods::PPID_FILE, &ctx.supervisor.to_string())
-        .and_then(|()| pod.write_text(pods::STARTED_FILE, &started));
-    if let Err(e) = recorded {
-        let _ = kill(init, Signal::SIGKILL);
-        let _ = supervise(init, opts.stop_grace, None, None);
-        return Err(e);
-    }
     let relay = console.and_then(|c| match c.relay() {
         Ok(r) => Some(r),
         Err(e) => {

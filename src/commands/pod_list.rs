@@ -1,18 +1,16 @@
 //! `rkt list`, `rkt status` and `rkt cat-manifest`.
 
 use anyhow::Result;
-use rkt_runner::pods::{CREATED_FILE, STARTED_FILE};
-use rkt_runner::{Pod, PodState};
+use rkt_runner::PodState;
 
 use super::{pod_uuids, pods};
 use crate::cli::{CatManifestArgs, Format, GlobalArgs, ListArgs, StatusArgs};
 use crate::output;
 
-fn timestamp(pod: &Pod, file: &str) -> Option<i64> {
-    let text = pod.read_text(file)?;
-    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp_nanos() as i64)
+/// A pod's time as nanoseconds since the epoch, as `output` formats times.
+fn nanos(t: Option<std::time::SystemTime>) -> Option<i64> {
+    let since = t?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_nanos()).ok()
 }
 
 pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<u8> {
@@ -34,7 +32,7 @@ pub fn list(global: &GlobalArgs, args: &ListArgs) -> Result<u8> {
                 (a.name.as_str().to_string(), image)
             })
             .collect();
-        let (created, started) = (timestamp(&pod, CREATED_FILE), timestamp(&pod, STARTED_FILE));
+        let (created, started) = (nanos(pod.created()), nanos(pod.started()));
         if args.format.is_some() {
             json.push(serde_json::json!({
                 "name": pod.uuid,
@@ -108,11 +106,12 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<u8> {
     }
     let state = pod.state()?;
     println!("state={state}");
-    if let Some(t) = pod.read_text(CREATED_FILE) {
-        println!("created={t}");
+    let started = nanos(pod.started());
+    if let Some(t) = nanos(pod.created()) {
+        println!("created={}", output::rfc3339(t));
     }
-    if let Some(t) = pod.read_text(STARTED_FILE) {
-        println!("started={t}");
+    if let Some(t) = started {
+        println!("started={}", output::rfc3339(t));
     }
     if state == PodState::Running {
         println!("networks={}", super::pod_net::list_field(&pod));
@@ -121,7 +120,7 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs) -> Result<u8> {
         println!("pid={pid}");
     }
     println!("exited={}", state.is_exited());
-    if pod.read_text(STARTED_FILE).is_some() {
+    if started.is_some() {
         for (name, code) in pod.app_exit_codes().unwrap_or_default() {
             if let Some(code) = code {
                 println!("app-{name}={code}");

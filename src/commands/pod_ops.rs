@@ -3,7 +3,6 @@
 use anyhow::{bail, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rkt_runner::pods::PPID_FILE;
 use rkt_runner::PodState;
 
 use super::{pod_uuids, pods, require_root};
@@ -32,10 +31,7 @@ fn stop_one(global: &GlobalArgs, uuid: &str, force: bool) -> Result<String> {
     let (pid, sig) = if force {
         (pod.pid(), Signal::SIGKILL)
     } else {
-        (
-            pod.read_text(PPID_FILE).and_then(|p| p.parse().ok()),
-            Signal::SIGTERM,
-        )
+        (pod.supervisor_pid(), Signal::SIGTERM)
     };
     let Some(pid) = pid else {
         bail!(
