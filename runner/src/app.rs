@@ -39,7 +39,7 @@ struct Identity {
     caps: caps::CapsHashSet,
     process: crate::os_isolators::ProcessIsolators,
     /// The app's seccomp filter, if it has one.
-    seccomp: Option<seccompiler::BpfProgram>,
+    seccomp: Option<crate::seccomp::BpfProgram>,
 }
 
 pub(crate) fn main(ctx: &PodContext, app: &RuntimeApp) -> ! {

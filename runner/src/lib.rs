@@ -20,6 +20,7 @@ pub mod seccomp;
 pub mod users;
 
 mod app;
+mod bpf;
 mod console;
 mod gate;
 mod init;

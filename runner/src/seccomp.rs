@@ -10,14 +10,16 @@
 //! set therefore always also allows the few calls that the start of the app needs after that
 //! point ([`STARTUP`]).
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use rkt_store::schema::App;
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use syscalls::Sysno;
 
+use crate::bpf::Action;
 use crate::error::{Result, RunnerError};
+
+/// A seccomp filter program ([`crate::bpf`]).
+pub(crate) type BpfProgram = Vec<libc::sock_filter>;
 
 pub const REMOVE_SET: &str = "os/linux/seccomp-remove-set";
 pub const RETAIN_SET: &str = "os/linux/seccomp-retain-set";
@@ -193,52 +195,48 @@ pub(crate) fn filter_for(app: &App, name: &str) -> Result<Option<BpfProgram>> {
 /// The BPF program for `policy` (None for [`Policy::Off`]).
 pub(crate) fn program(policy: &Policy) -> Result<Option<BpfProgram>> {
     let refuse = |errno: Option<i32>| match errno {
-        Some(e) => SeccompAction::Errno(e as u32),
-        None => SeccompAction::KillProcess,
+        Some(e) => u16::try_from(e)
+            .map(Action::errno)
+            .map_err(|_| RunnerError::Invalid(format!("seccomp errno {e} is out of range"))),
+        None => Ok(Action::KILL_PROCESS),
     };
     let (calls, matched, other) = match policy {
         Policy::Off => return Ok(None),
-        Policy::Remove(calls, errno) => (calls.clone(), refuse(*errno), SeccompAction::Allow),
+        Policy::Remove(calls, errno) => (calls.clone(), refuse(*errno)?, Action::ALLOW),
         Policy::Retain(calls, errno) => {
             let mut calls = calls.clone();
             calls.extend(STARTUP.iter().filter_map(|s| Sysno::from_str(s).ok()));
-            (calls, SeccompAction::Allow, refuse(*errno))
+            (calls, Action::ALLOW, refuse(*errno)?)
         }
     };
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = calls
-        .iter()
-        .map(|c| (i64::from(c.id()), Vec::new()))
-        .collect();
-    let bad = |e: &dyn std::fmt::Display| RunnerError::Invalid(format!("seccomp filter: {e}"));
-    let filter = SeccompFilter::new(rules, other, matched, arch()?).map_err(|e| bad(&e))?;
-    let prog: BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| bad(&e))?;
-    Ok(Some(prog))
-}
-
-fn arch() -> Result<TargetArch> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| {
+    let arch = crate::bpf::native_arch().ok_or_else(|| {
         RunnerError::Invalid(format!(
-            "seccomp filters are not supported on {}: {e}",
+            "seccomp filters are not supported on {}; run with --insecure-options=seccomp",
             std::env::consts::ARCH
         ))
-    })
+    })?;
+    let nrs: Vec<u32> = calls
+        .iter()
+        .filter_map(|c| u32::try_from(c.id()).ok())
+        .collect();
+    let refused = if matched == Action::ALLOW {
+        other
+    } else {
+        matched
+    };
+    Ok(Some(crate::bpf::program(
+        arch, &nrs, matched, other, refused,
+    )))
 }
 
 /// Install `prog` for this process (and what it execs). Needs CAP_SYS_ADMIN, which the app's
 /// process still has at this point; no-new-privileges is left to its own isolator.
 pub(crate) fn install(prog: &BpfProgram) -> Result<()> {
-    #[repr(C)]
-    struct SockFprog {
-        len: libc::c_ushort,
-        filter: *const seccompiler::sock_filter,
-    }
     let len = libc::c_ushort::try_from(prog.len())
         .map_err(|_| RunnerError::Invalid("seccomp filter too long".into()))?;
-    let fprog = SockFprog {
+    let fprog = libc::sock_fprog {
         len,
-        filter: prog.as_ptr(),
+        filter: prog.as_ptr().cast_mut(),
     };
     // SAFETY: `fprog` points at `prog`'s instructions, which outlive the call; the kernel
     // copies the program during prctl and keeps no pointer into our memory.
@@ -246,7 +244,7 @@ pub(crate) fn install(prog: &BpfProgram) -> Result<()> {
         libc::prctl(
             libc::PR_SET_SECCOMP,
             libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-            &fprog as *const SockFprog,
+            &fprog as *const libc::sock_fprog,
         )
     };
     if rc != 0 {
