@@ -63,17 +63,19 @@ fn default_sigpipe() {
 }
 
 fn init_tracing(debug: bool) {
-    let filter = if debug {
-        // fuser logs every FUSE request at debug: a lazy pod would drown the start phases.
-        tracing_subscriber::EnvFilter::new("debug,fuser=warn")
-    } else {
-        tracing_subscriber::EnvFilter::try_from_env("RKT_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::EnvFilter;
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if debug {
+        // fuser logs every FUSE request at debug: a lazy pod would drown the start phases.
+        logs.with_env_filter(EnvFilter::new("debug,fuser=warn"))
+            .init();
+    } else if let Ok(filter) = EnvFilter::try_from_env("RKT_LOG") {
+        logs.with_env_filter(filter).init();
+    } else {
+        // A plain level, not a parsed filter: every rkt process starts here, pods included.
+        logs.with_max_level(tracing::Level::WARN).init();
+    }
 }
