@@ -71,8 +71,10 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
     let limits = crate::cgroups::limits_for(app, name)?;
     crate::cgroups::enter(uuid.as_deref().unwrap_or("pod"), name, &dir, &limits)?;
     let rootfs = dir.join("rootfs");
-    unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
-    crate::mounts::make_root_slave()?;
+    if !shares_init_mounts(ctx) {
+        unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS)".into())?;
+        crate::mounts::make_root_slave()?;
+    }
     bind(&rootfs, &rootfs, true)?;
     let root = open_root(&rootfs)?;
     mount_api_filesystems(&root, ctx)?;
@@ -125,6 +127,15 @@ fn run(ctx: &PodContext, rapp: &RuntimeApp) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// Whether the app sets its root up in init's mount namespace instead of a copy of it: when it
+/// is the pod's only app, no other app needs init's view, and a namespace less to copy and to
+/// tear down (with an RCU grace period) is about 0.1 ms of each start. Its pivot_root then
+/// moves init into the app's root too; init writes exit statuses through a descriptor of the
+/// pod's `apps/` directory opened before (init.rs).
+fn shares_init_mounts(ctx: &PodContext) -> bool {
+    ctx.manifest.apps.len() == 1
 }
 
 /// Whether the app's supervisor execs the app itself: when the app has no `pre-start` or

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Context, Result, RunnerError};
 use crate::gate::GateWaiter;
-use crate::pods::write_atomic;
+use crate::pods::write_atomic_at;
 use crate::run::PodContext;
 use crate::signals;
 
@@ -55,6 +55,10 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
             "pod init: lazy root filesystems ready"
         );
     }
+    // Exit statuses are written through this: a pod's only app shares init's mount namespace
+    // and its pivot_root takes init along into the app's root (app.rs, `shares_init_mounts`).
+    let apps_dir = std::fs::File::open(ctx.dir.join("apps"))
+        .ctx(|| format!("opening {}", ctx.dir.join("apps").display()))?;
     let mut live: BTreeMap<Pid, String> = BTreeMap::new();
     // Apps whose supervisor execs the app itself (no event handlers): init is the one that
     // kills them when the grace period after a stop signal ends.
@@ -92,8 +96,8 @@ fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
             Signal::SIGCHLD => {
                 for (pid, code) in reap() {
                     if let Some(name) = live.remove(&pid) {
-                        let f = ctx.dir.join("apps").join(&name).join("exit");
-                        write_atomic(&f, code.to_string().as_bytes())?;
+                        let f = Path::new(&name).join("exit");
+                        write_atomic_at(&apps_dir, &f, code.to_string().as_bytes())?;
                         if Some(&name) == first.as_ref() {
                             first_code = code;
                         }

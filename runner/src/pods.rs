@@ -548,6 +548,30 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).ctx(|| format!("writing {}", path.display()))
 }
 
+/// [`write_atomic`] of `name` (a relative path) under the open directory `dir`: for a process
+/// that may no longer reach the directory by path (a pod's init, once its only app has
+/// pivoted their shared mount namespace into the app's root).
+pub fn write_atomic_at(dir: &File, name: &Path, data: &[u8]) -> Result<()> {
+    use nix::fcntl::{openat, renameat, OFlag};
+    use nix::sys::stat::Mode;
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let tmp = name.with_extension(format!("tmp-{}", std::process::id()));
+    let what = || format!("writing {}", name.display());
+    let fd = openat(
+        Some(dir.as_raw_fd()),
+        &tmp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .ctx(what)?;
+    // SAFETY: `fd` was just opened by openat and is owned by nothing else.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    f.write_all(data).ctx(what)?;
+    drop(f);
+    renameat(Some(dir.as_raw_fd()), &tmp, Some(dir.as_raw_fd()), name).ctx(what)
+}
+
 /// A random (version 4) UUID.
 fn new_uuid() -> Result<String> {
     let mut b = [0u8; 16];
