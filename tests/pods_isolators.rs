@@ -485,3 +485,36 @@ fn proc_is_protected_unless_paths_are_insecure() {
         "--insecure-options=paths leaves /proc as the kernel mounts it"
     );
 }
+
+#[test]
+fn init_gives_the_app_no_way_back_to_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "noescape", &sh_app("true"), |_| {});
+    // A single-app pod: the app sets its root up in init's mount namespace, and init keeps a
+    // descriptor of the pod's apps/ directory on the host. A root app with rkt's default
+    // capabilities must reach neither that nor init's root or working directory.
+    let script = "for p in /proc/1/root/ /proc/1/cwd/ /proc/1/fd/*/; do \
+                  ls $p >/dev/null 2>&1 && echo \"open: $p\"; done; \
+                  [ -d /proc/1 ] && echo checked";
+    let run = |pod: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(pod);
+        args.extend_from_slice(&[
+            aci.to_str().unwrap(),
+            "--exec",
+            "/bin/sh",
+            "--",
+            "-c",
+            script,
+        ]);
+        let o = rkt_pod(&dir, &args);
+        assert!(o.status.success(), "{}", describe("run", &o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(run(&[]), "checked\n");
+    // The probe does see them where the barrier (capabilities) is lifted.
+    let all = run(&["--insecure-options=image,capabilities"]);
+    assert!(all.contains("open: /proc/1/root/"), "{all}");
+}
