@@ -449,6 +449,27 @@ fn seccomp_default_remove_and_retain_sets() {
     }
 }
 
+/// `rkt run POD_FLAGS ACI --exec /bin/sh -- -c SCRIPT`: its stdout, and the whole output.
+fn script_output(
+    dir: &Path,
+    aci: &Path,
+    pod: &[&str],
+    script: &str,
+) -> (String, std::process::Output) {
+    let mut args = vec!["run"];
+    args.extend_from_slice(pod);
+    args.extend_from_slice(&[
+        aci.to_str().unwrap(),
+        "--exec",
+        "/bin/sh",
+        "--",
+        "-c",
+        script,
+    ]);
+    let o = rkt_pod(dir, &args);
+    (String::from_utf8_lossy(&o.stdout).into_owned(), o)
+}
+
 #[test]
 fn proc_is_protected_unless_paths_are_insecure() {
     let tmp = tempfile::tempdir().unwrap();
@@ -460,20 +481,7 @@ fn proc_is_protected_unless_paths_are_insecure() {
                   (echo $v > /proc/sys/kernel/printk_ratelimit) 2>/dev/null \
                   && echo sys-writable || echo sys-ro; \
                   grep -c ' /proc/keys ' /proc/self/mounts";
-    let run = |pod: &[&str]| {
-        let mut args = vec!["run"];
-        args.extend_from_slice(pod);
-        args.extend_from_slice(&[
-            aci.to_str().unwrap(),
-            "--exec",
-            "/bin/sh",
-            "--",
-            "-c",
-            script,
-        ]);
-        let o = rkt_pod(&dir, &args);
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let run = |pod: &[&str]| script_output(&dir, &aci, pod, script).0;
     assert_eq!(
         run(&[]),
         "sys-ro\n1\n",
@@ -499,19 +507,9 @@ fn init_gives_the_app_no_way_back_to_the_host() {
                   ls $p >/dev/null 2>&1 && echo \"open: $p\"; done; \
                   [ -d /proc/1 ] && echo checked";
     let run = |pod: &[&str]| {
-        let mut args = vec!["run"];
-        args.extend_from_slice(pod);
-        args.extend_from_slice(&[
-            aci.to_str().unwrap(),
-            "--exec",
-            "/bin/sh",
-            "--",
-            "-c",
-            script,
-        ]);
-        let o = rkt_pod(&dir, &args);
+        let (out, o) = script_output(&dir, &aci, pod, script);
         assert!(o.status.success(), "{}", describe("run", &o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        out
     };
     assert_eq!(run(&[]), "checked\n");
     // The probe does see them where the barrier (capabilities) is lifted.
