@@ -98,38 +98,57 @@ fn materialised_objects_are_verified_read_only_and_reused() {
 }
 
 #[test]
-fn a_corrupt_chunk_is_never_materialised() {
+fn big_objects_come_out_whole() {
+    // Files of 8 MiB and more are read on two threads (content.rs, `pipelined`).
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    let mut store = Store::open(&dir).unwrap();
-    let data = noise(200_000, 2);
+    let mut store = Store::open(&tmp.path().join("store")).unwrap();
+    let data = noise(9 << 20, 3);
     let id = import(
         &mut store,
         tmp.path(),
-        "example.com/c",
-        &[("f", data.clone(), 0o644)],
+        "example.com/big",
+        &[("big", data.clone(), 0o644)],
     );
-    // Random data is stored raw: find its first bytes in the pack and flip one.
-    let pack = std::fs::read_dir(dir.join("packs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let at = bytes
-        .windows(64)
-        .position(|w| w == &data[1000..1064])
-        .unwrap();
-    bytes[at] ^= 0xff;
-    std::fs::write(&pack, bytes).unwrap();
-    let f = file_id(&store, &id, "f");
-    let err = store.materialize(&f).unwrap_err().to_string();
-    assert!(err.contains("does not match its hash"), "{err}");
-    assert!(
-        !store.object_path(&f).exists(),
-        "no object from corrupt chunks"
-    );
+    let path = store.materialize(&file_id(&store, &id, "big")).unwrap();
+    assert!(std::fs::read(&path).unwrap() == data, "the object differs");
+}
+
+#[test]
+fn a_corrupt_chunk_is_never_materialised() {
+    // A small file, and one read on two threads with the bad chunk near its end.
+    for (size, bad) in [(200_000, 1000), (9 << 20, (9 << 20) - 5000)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let mut store = Store::open(&dir).unwrap();
+        let data = noise(size, 2);
+        let id = import(
+            &mut store,
+            tmp.path(),
+            "example.com/c",
+            &[("f", data.clone(), 0o644)],
+        );
+        // Random data is stored raw: find the bytes in the pack and flip one.
+        let pack = std::fs::read_dir(dir.join("packs"))
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let at = bytes
+            .windows(64)
+            .position(|w| w == &data[bad..bad + 64])
+            .unwrap();
+        bytes[at] ^= 0xff;
+        std::fs::write(&pack, bytes).unwrap();
+        let f = file_id(&store, &id, "f");
+        let err = store.materialize(&f).unwrap_err().to_string();
+        assert!(err.contains("does not match its hash"), "{size}: {err}");
+        assert!(
+            !store.object_path(&f).exists(),
+            "{size}: no object from corrupt chunks"
+        );
+    }
 }
 
 #[test]
