@@ -238,6 +238,12 @@ fn two_mounts_share_one_materialised_object() {
         .file_id
         .unwrap();
     let object = store.object_path(&id);
+    // The first open hands the object out before it is durable and publishes it in the
+    // background (the second open found it under its pending name): wait until it is in place.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !object.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // Both servers (in this process) hold the object open as their backing file.
     let mut backing = Vec::new();
     for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {

@@ -54,6 +54,15 @@ pub struct Store {
     db: db::DbPath,
     conn: Connection,
     packs: pack::PackReader,
+    /// Objects handed out before they were durable ([`Store::open_object`]).
+    publishing: objects::Publishing,
+}
+
+impl Drop for Store {
+    /// Objects handed out by [`Store::open_object`] are in place before the store goes.
+    fn drop(&mut self) {
+        self.publishing.wait();
+    }
 }
 
 impl Store {
@@ -71,6 +80,7 @@ impl Store {
             db: db::DbPath(db_path),
             conn,
             packs: pack::PackReader::new(dir.join("packs")),
+            publishing: Default::default(),
         })
     }
 

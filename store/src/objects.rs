@@ -13,11 +13,20 @@
 //! * **Bound**: `objectCacheMaxBytes` in `DIR/config.json` (default 10 GiB). [`Store::trim_objects`]
 //!   evicts the least recently used unheld objects until the cache fits; `rkt image gc` runs it
 //!   after removing objects whose content is no longer in any image.
+//! * **Opened before they are durable**: [`Store::open_object`] (a pod opening a file of its
+//!   lazy tree) hands out an object as soon as its verified bytes are written, and publishes it
+//!   (fsync, read-only, rename into place) on a background thread holding the gc lock shared:
+//!   the pod reads from the page cache while the disk writes, instead of waiting for the write
+//!   first (a fifth of a big file's first read). Meanwhile it waits under a name other servers
+//!   look for (`pending_path`), so pods of one image still share one copy; dropping the
+//!   [`Store`] waits for the publications; a crash leaves only a temporary file, which gc
+//!   removes and which no later boot takes for an object.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::Deserialize;
@@ -154,21 +163,28 @@ impl Store {
             mark_used(&path);
             return Ok(path);
         }
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        self.create_objects_subdir(&dir)?;
-        let hex = hex::encode(file);
-        let tmp = dir.join(format!(
-            ".{hex}.tmp-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let result = self.write_object(file, &tmp, &path);
+        let tmp = self.object_temp_path(file, &path)?;
+        let result = self
+            .write_object(file, &tmp, true)
+            .and_then(|f| publish(&f, &tmp, &path));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         result?;
         tracing::debug!(object = %path.display(), "materialised");
         Ok(path)
+    }
+
+    /// A new temporary name beside `path`, the object of `file` (its directory created).
+    fn object_temp_path(&self, file: &FileId, path: &Path) -> Result<PathBuf> {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.create_objects_subdir(&dir)?;
+        Ok(dir.join(format!(
+            ".{}.tmp-{}-{:016x}",
+            hex::encode(file),
+            std::process::id(),
+            rand::random::<u64>()
+        )))
     }
 
     pub(crate) fn create_objects_subdir(&self, dir: &Path) -> Result<()> {
@@ -182,50 +198,48 @@ impl Store {
         std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))
     }
 
-    fn write_object(&self, file: &FileId, tmp: &Path, path: &Path) -> Result<()> {
+    /// Write `file`'s verified content to the new file `tmp`, starting its writeback as it goes
+    /// if `writeback` (the caller waits for it to be durable next).
+    fn write_object(&self, file: &FileId, tmp: &Path, writeback: bool) -> Result<File> {
         let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(tmp)
             .ctx(|| format!("creating {}", tmp.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, crate::pack::WritebackFile::new(&f));
-        Reader::new(self)
-            .dropping_pack_pages()
-            .write_file(file, None, &mut w)?;
-        w.flush().ctx(|| format!("writing {}", tmp.display()))?;
-        drop(w);
-        f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o444))
-            .ctx(|| format!("making {} read-only", tmp.display()))?;
-        std::fs::rename(tmp, path).ctx(|| format!("publishing {}", path.display()))
+        let reader = Reader::new(self).dropping_pack_pages();
+        if writeback {
+            let mut w = BufWriter::with_capacity(1 << 20, crate::pack::WritebackFile::new(&f));
+            reader.write_file(file, None, &mut w)?;
+            w.flush()
+        } else {
+            let mut w = BufWriter::with_capacity(1 << 20, &f);
+            reader.write_file(file, None, &mut w)?;
+            w.flush()
+        }
+        .ctx(|| format!("writing {}", tmp.display()))?;
+        Ok(f)
     }
 
-    /// Materialise `file` and open it, holding it against eviction until the handle is dropped.
+    /// Open `file`'s object, materialising it if needed, and hold it against eviction until
+    /// the handle is dropped. A new object is handed out before it is durable (see the module
+    /// documentation).
     pub fn open_object(&self, file: &FileId) -> Result<ObjectHandle> {
         for _ in 0..OPEN_ATTEMPTS {
-            let path = self.materialize(file)?;
-            let f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
-            };
-            let held = Flock::lock(f, FlockArg::LockShared).map_err(|(_, errno)| {
-                StoreError::io(format!("locking {}", path.display()), errno.into())
-            })?;
-            let fd_meta = held
-                .metadata()
-                .ctx(|| format!("inspecting {}", path.display()))?;
-            // Evicted between open and lock? Then the path names another inode, or none.
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.ino() == fd_meta.ino() && m.dev() == fd_meta.dev() => {
-                    return Ok(ObjectHandle {
-                        file: held,
-                        path,
-                        len: fd_meta.len(),
-                    });
+            let path = self.object_path(file);
+            let candidate = if path.exists() {
+                mark_used(&path);
+                path.clone()
+            } else if let Some(pending) = pending_path(&path).filter(|p| p.exists()) {
+                pending
+            } else {
+                match self.write_and_open(file, &path)? {
+                    Some(handle) => return Ok(handle),
+                    None => continue,
                 }
-                _ => continue,
+            };
+            if let Some(handle) = hold(&candidate, &path)? {
+                return Ok(handle);
             }
         }
         Err(StoreError::Io {
@@ -234,6 +248,44 @@ impl Store {
                 "it was evicted repeatedly while being opened; raise objectCacheMaxBytes",
             ),
         })
+    }
+
+    /// Write `file`'s object, open it and publish it in the background; None if another
+    /// writer got there first (open theirs).
+    fn write_and_open(&self, file: &FileId, path: &Path) -> Result<Option<ObjectHandle>> {
+        let Some(pending) = pending_path(path) else {
+            // No boot id to tell this boot's pending objects by: publish before handing out.
+            self.materialize(file)?;
+            return Ok(None);
+        };
+        // Held until the object is in place: gc removes temporary objects.
+        let gc = lock::shared(&self.gc_lock_path())?;
+        if path.exists() || pending.exists() {
+            return Ok(None);
+        }
+        let tmp = self.object_temp_path(file, path)?;
+        let written = self.write_object(file, &tmp, false).and_then(|writer| {
+            // Complete and verified: now other servers may open it instead of writing theirs.
+            // A link, not a rename: it fails if one of them was first.
+            match std::fs::hard_link(&tmp, &pending) {
+                Ok(()) => Ok(Some(writer)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(StoreError::io(format!("linking {}", pending.display()), e)),
+            }
+        });
+        let _ = std::fs::remove_file(&tmp);
+        let Some(writer) = written? else {
+            return Ok(None);
+        };
+        let handle = hold(&pending, path)?;
+        tracing::debug!(object = %path.display(), "materialised; publishing in the background");
+        Publishing::start(&self.publishing, writer, pending, path.to_path_buf(), gc);
+        Ok(handle)
+    }
+
+    /// Wait until every object [`Store::open_object`] wrote is durable and in place.
+    pub fn wait_for_publications(&self) {
+        self.publishing.wait();
     }
 
     /// Evict least recently used objects that nothing holds until the cache fits its bound.
@@ -333,6 +385,120 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Make the written object `tmp` durable and read-only, then put it in place at `path`.
+fn publish(f: &File, tmp: &Path, path: &Path) -> Result<()> {
+    f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o444))
+        .ctx(|| format!("making {} read-only", tmp.display()))?;
+    std::fs::rename(tmp, path).ctx(|| format!("publishing {}", path.display()))
+}
+
+/// Open `candidate` (the object at `path`, or its temporary file) with a shared lock; None if
+/// it was evicted or renamed between the open and the lock (the caller looks again).
+fn hold(candidate: &Path, path: &Path) -> Result<Option<ObjectHandle>> {
+    let f = match File::open(candidate) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::io(
+                format!("opening {}", candidate.display()),
+                e,
+            ))
+        }
+    };
+    let held = Flock::lock(f, FlockArg::LockShared).map_err(|(_, errno)| {
+        StoreError::io(format!("locking {}", candidate.display()), errno.into())
+    })?;
+    let fd_meta = held
+        .metadata()
+        .ctx(|| format!("inspecting {}", candidate.display()))?;
+    Ok(std::fs::symlink_metadata(candidate)
+        .is_ok_and(|m| m.ino() == fd_meta.ino() && m.dev() == fd_meta.dev())
+        .then(|| ObjectHandle {
+            file: held,
+            path: path.to_path_buf(),
+            len: fd_meta.len(),
+        }))
+}
+
+/// Where an object [`Store::open_object`] wrote waits, complete and verified but not yet
+/// durable, to be put in place at `path`: `.<name>.pending-<boot id>`. Other servers open it
+/// instead of writing their own copy. The boot id keeps what a crash of the machine left half
+/// on disk from ever being taken for one (gc removes it). None where the boot id is unknown.
+fn pending_path(path: &Path) -> Option<PathBuf> {
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let boot = BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+    });
+    let name = path.file_name()?.to_string_lossy();
+    Some(path.with_file_name(format!(".{name}.pending-{}", boot.as_deref()?)))
+}
+
+/// The background publications of objects [`Store::open_object`] handed out.
+#[derive(Default)]
+pub(crate) struct Publishing {
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Publishing {
+    /// Publish `pending` as `path` on a thread of its own (here, if none can be started),
+    /// keeping `gc` (the gc lock, shared) until it is done.
+    fn start(&self, writer: File, pending: PathBuf, path: PathBuf, gc: lock::FileLock) {
+        let job = Publication {
+            writer,
+            pending,
+            path,
+            _gc: gc,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Publication>();
+        let spawned = std::thread::Builder::new()
+            .name("rkt-publish".into())
+            .spawn(move || rx.recv().map(Publication::run).unwrap_or(()));
+        match spawned {
+            Ok(handle) => {
+                lock_ignoring_poison(&self.threads).push(handle);
+                // The thread is waiting for it: the receiver cannot be gone.
+                if let Err(unsent) = tx.send(job) {
+                    unsent.0.run();
+                }
+            }
+            Err(_) => job.run(),
+        }
+    }
+
+    pub(crate) fn wait(&self) {
+        let threads = std::mem::take(&mut *lock_ignoring_poison(&self.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One object to publish, with what publishing it holds.
+struct Publication {
+    writer: File,
+    pending: PathBuf,
+    path: PathBuf,
+    _gc: lock::FileLock,
+}
+
+impl Publication {
+    fn run(self) {
+        if let Err(e) = publish(&self.writer, &self.pending, &self.path) {
+            // Pods keep reading their open copy; the next open writes the object again.
+            tracing::warn!(object = %self.path.display(), error = %e, "could not publish an object");
+            let _ = std::fs::remove_file(&self.pending);
+        }
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The content id an object name starts with: `<64 hex>` or `<64 hex>.<variant>`.

@@ -114,6 +114,84 @@ fn big_objects_come_out_whole() {
 }
 
 #[test]
+fn opened_objects_are_handed_out_at_once_and_published_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&tmp.path().join("store")).unwrap();
+    let data = noise(3 << 20, 4);
+    let id = import(
+        &mut store,
+        tmp.path(),
+        "example.com/o",
+        &[("f", data.clone(), 0o644)],
+    );
+    let f = file_id(&store, &id, "f");
+    let first = store.open_object(&f).unwrap();
+    let second = store.open_object(&f).unwrap();
+    let ino = |h: &rkt_store::objects::ObjectHandle| h.file().metadata().unwrap().ino();
+    assert_eq!(ino(&first), ino(&second), "one object, not two copies");
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(&mut first.file(), &mut read).unwrap();
+    assert!(read == data, "the handed-out object differs");
+    store.wait_for_publications();
+    let path = store.object_path(&f);
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!(m.ino(), ino(&first), "the same inode, put in place");
+    assert_eq!(m.mode() & 0o7777, 0o444);
+    let leftovers = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(leftovers, 0, "no temporary files left");
+}
+
+#[test]
+fn servers_share_pending_objects_and_never_take_one_of_another_boot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut store = Store::open(&dir).unwrap();
+    let (a, b) = (noise(3 << 20, 5), noise(3 << 20, 6));
+    let id = import(
+        &mut store,
+        tmp.path(),
+        "example.com/p",
+        &[("a", a.clone(), 0o644), ("b", b.clone(), 0o644)],
+    );
+    let (fa, fb) = (file_id(&store, &id, "a"), file_id(&store, &id, "b"));
+    // What a crash of the machine could leave: a pending object of another boot, half written.
+    let path = store.object_path(&fa);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let stale = path.with_file_name(format!(
+        ".{name}.pending-00000000-0000-0000-0000-000000000000"
+    ));
+    std::fs::write(&stale, vec![0u8; a.len()]).unwrap();
+    let mut read = Vec::new();
+    let h = store.open_object(&fa).unwrap();
+    std::io::Read::read_to_end(&mut h.file(), &mut read).unwrap();
+    assert!(read == a, "an earlier boot's pending object was served");
+    // Two servers of one store (two pods of an image): one copy.
+    let other = Store::open(&dir).unwrap();
+    let (h1, h2) = (
+        store.open_object(&fb).unwrap(),
+        other.open_object(&fb).unwrap(),
+    );
+    let ino = |h: &rkt_store::objects::ObjectHandle| h.file().metadata().unwrap().ino();
+    assert_eq!(ino(&h1), ino(&h2), "each server wrote its own copy");
+    drop((h, h1, h2, other));
+    store.wait_for_publications();
+    assert_eq!(std::fs::read(store.object_path(&fb)).unwrap(), b);
+    // gc (which waits for publications) removes the stale one.
+    store
+        .gc(Duration::from_secs(3600), &HashSet::new())
+        .unwrap();
+    assert!(
+        !stale.exists(),
+        "gc leaves temporary objects of earlier boots"
+    );
+}
+
+#[test]
 fn a_corrupt_chunk_is_never_materialised() {
     // A small file, and one read on two threads with the bad chunk near its end.
     for (size, bad) in [(200_000, 1000), (9 << 20, (9 << 20) - 5000)] {
@@ -144,6 +222,13 @@ fn a_corrupt_chunk_is_never_materialised() {
         let f = file_id(&store, &id, "f");
         let err = store.materialize(&f).unwrap_err().to_string();
         assert!(err.contains("does not match its hash"), "{size}: {err}");
+        let err = store.open_object(&f).unwrap_err().to_string();
+        assert!(err.contains("does not match its hash"), "{size}: {err}");
+        store.wait_for_publications();
+        let temps = std::fs::read_dir(store.object_path(&f).parent().unwrap())
+            .unwrap()
+            .count();
+        assert_eq!(temps, 0, "{size}: no temporary object left");
         assert!(
             !store.object_path(&f).exists(),
             "{size}: no object from corrupt chunks"
