@@ -480,7 +480,7 @@ impl Pod {
             .trim()
             .parse()
             .ok()?;
-        // 0: init is gone and its PID now names a process of another PID namespace.
+        // 0: a parent this PID namespace does not see (never a supervisor to signal).
         (ppid > 0).then_some(ppid)
     }
 
