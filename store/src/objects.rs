@@ -277,10 +277,11 @@ impl Store {
         let Some(writer) = written? else {
             return Ok(None);
         };
-        let handle = hold(&pending, path)?;
         tracing::debug!(object = %path.display(), "materialised; publishing in the background");
-        Publishing::start(&self.publishing, writer, pending, path.to_path_buf(), gc);
-        Ok(handle)
+        self.publishing
+            .start(writer, pending.clone(), path.to_path_buf(), gc);
+        // Should the publication win the race, the caller finds the object in place.
+        hold(&pending, path)
     }
 
     /// Wait until every object [`Store::open_object`] wrote is durable and in place.
