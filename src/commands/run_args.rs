@@ -250,66 +250,33 @@ fn set_pod(p: &mut PodFlags, name: &str, v: &str) -> Result<()> {
 
 /// Set a per-app flag; false if `name` is not one.
 fn set_app(a: &mut AppArgs, name: &str, v: &str) -> Result<bool> {
-    let once = |slot: &Option<String>| -> Result<()> {
+    let image = a.image.clone();
+    // Flags an image takes at most once.
+    let once = |slot: &mut Option<String>| -> Result<()> {
         if slot.is_some() {
-            bail!("--{name} given twice for image {}", a.image);
+            bail!("--{name} given twice for image {image}");
         }
+        *slot = Some(v.into());
         Ok(())
     };
     match name {
-        "exec" => {
-            once(&a.exec)?;
-            a.exec = Some(v.into())
-        }
-        "working-dir" => {
-            once(&a.working_dir)?;
-            a.working_dir = Some(v.into())
-        }
-        "user" => {
-            once(&a.user)?;
-            a.user = Some(v.into())
-        }
-        "group" => {
-            once(&a.group)?;
-            a.group = Some(v.into())
-        }
+        "exec" => once(&mut a.exec)?,
+        "working-dir" => once(&mut a.working_dir)?,
+        "user" => once(&mut a.user)?,
+        "group" => once(&mut a.group)?,
         "supplementary-gids" => a.supplementary_gids = Some(v.into()),
-        "name" => {
-            once(&a.name)?;
-            a.name = Some(v.into())
-        }
+        "name" => once(&mut a.name)?,
         "environment" => a.environment.push(v.into()),
         "mount" => a.mounts.push(v.into()),
         "readonly-rootfs" => a.readonly_rootfs = Some(bool_value(name, v)?),
         "signature" => a.signature = Some(v.into()),
-        "caps-retain" | "cap-retain" => {
-            once(&a.caps_retain)?;
-            a.caps_retain = Some(v.into())
-        }
-        "memory" => {
-            once(&a.memory)?;
-            a.memory = Some(v.into())
-        }
-        "cpu" => {
-            once(&a.cpu)?;
-            a.cpu = Some(v.into())
-        }
-        "cpu-shares" => {
-            once(&a.cpu_shares)?;
-            a.cpu_shares = Some(v.into())
-        }
-        "seccomp" => {
-            once(&a.seccomp)?;
-            a.seccomp = Some(v.into())
-        }
-        "oom-score-adj" => {
-            once(&a.oom_score_adj)?;
-            a.oom_score_adj = Some(v.into())
-        }
-        "caps-remove" | "cap-remove" => {
-            once(&a.caps_remove)?;
-            a.caps_remove = Some(v.into())
-        }
+        "caps-retain" | "cap-retain" => once(&mut a.caps_retain)?,
+        "caps-remove" | "cap-remove" => once(&mut a.caps_remove)?,
+        "memory" => once(&mut a.memory)?,
+        "cpu" => once(&mut a.cpu)?,
+        "cpu-shares" => once(&mut a.cpu_shares)?,
+        "seccomp" => once(&mut a.seccomp)?,
+        "oom-score-adj" => once(&mut a.oom_score_adj)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -322,6 +289,22 @@ mod tests {
     fn p(s: &str) -> Result<RunArgs> {
         let raw: Vec<String> = s.split(' ').map(str::to_string).collect();
         parse(&raw, ALL_POD)
+    }
+
+    #[test]
+    fn single_valued_app_flags_are_taken_once() {
+        let r = p("img --exec /a --memory 5M --cap-retain CAP_KILL").unwrap();
+        assert_eq!(r.apps[0].exec.as_deref(), Some("/a"));
+        assert_eq!(r.apps[0].memory.as_deref(), Some("5M"));
+        assert_eq!(r.apps[0].caps_retain.as_deref(), Some("CAP_KILL"));
+        for twice in [
+            "img --exec /a --exec /b",
+            "img --memory 5M --memory 6M",
+            "img --caps-retain CAP_KILL --cap-retain CAP_CHOWN",
+        ] {
+            let e = p(twice).unwrap_err().to_string();
+            assert!(e.contains("given twice for image img"), "{twice}: {e}");
+        }
     }
 
     #[test]
