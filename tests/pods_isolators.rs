@@ -516,3 +516,35 @@ fn init_gives_the_app_no_way_back_to_the_host() {
     let all = run(&["--insecure-options=image,capabilities"]);
     assert!(all.contains("open: /proc/1/root/"), "{all}");
 }
+
+#[test]
+fn descriptors_rkt_inherits_do_not_reach_the_app() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "fds", &sh_app("true"), |_| {});
+    // An inheritable descriptor of a host directory in rkt's caller (above any the shell uses):
+    // in the pod it would be a way out of the app's root.
+    let host = std::fs::File::open(tmp.path()).unwrap();
+    // SAFETY: F_DUPFD only duplicates a descriptor this test owns.
+    let fd = unsafe { libc::fcntl(host.as_raw_fd(), libc::F_DUPFD, 200) };
+    assert!(fd >= 200, "F_DUPFD: {}", std::io::Error::last_os_error());
+    let script = format!("[ -e /proc/self/fd/{fd} ] && echo leaked || echo closed");
+    for pod in [
+        &[][..],
+        &["--insecure-options=image,seccomp,capabilities"][..],
+    ] {
+        let (out, o) = script_output(&dir, &aci, pod, &script);
+        assert!(o.status.success(), "{}", describe("run", &o));
+        assert_eq!(out, "closed\n", "{pod:?}");
+    }
+    // Nor does it reach a command run with `rkt enter`.
+    let (mut sup, uuid) = sleeping_pod(&dir, &aci, &tmp.path().join("uuid"), &[]);
+    let entered = rkt_ok(&dir, &["enter", uuid.trim(), "/bin/sh", "-c", &script]);
+    assert_eq!(entered, "closed\n");
+    let _ = rkt(&dir, &["stop", "--force", uuid.trim()]);
+    let _ = sup.0.take().map(|mut c| c.wait());
+    // SAFETY: closes the duplicate made above, which nothing else uses.
+    unsafe { libc::close(fd) };
+}

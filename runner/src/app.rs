@@ -492,6 +492,8 @@ fn become_app(
         if let Some(console) = console {
             crate::console::attach(console, id.uid, id.gid)?;
         }
+        // Before the seccomp filter, which a retain set may keep from close_range.
+        crate::fds::cloexec_above_stdio()?;
         crate::caps::confine(&id.caps)?;
         if let Some(prog) = &id.seccomp {
             crate::seccomp::install(prog)?;

@@ -22,6 +22,7 @@ pub mod users;
 mod app;
 mod bpf;
 mod console;
+mod fds;
 mod gate;
 mod init;
 mod os_isolators;
