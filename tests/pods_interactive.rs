@@ -259,3 +259,25 @@ fn window_size_changes_reach_the_app() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", describe("resize", &o));
 }
+
+#[test]
+fn without_interactive_the_pod_does_not_share_the_terminals_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    // Fields 6 and 7 of /proc/self/stat: session (as the pod's PID namespace sees it) and
+    // controlling terminal. Sharing rkt run's session, the app would have the host's terminal
+    // as its controlling terminal (and could push input into it with TIOCSTI).
+    let aci = image(tmp.path(), "cut -d' ' -f6,7 /proc/self/stat");
+    let o = on_terminal(&dir, &["run", aci.to_str().unwrap()], "");
+    assert!(
+        o.status.success(),
+        "{}",
+        describe("rkt run on a terminal", &o)
+    );
+    assert_eq!(
+        stdout(&o).trim(),
+        "1 0",
+        "the session of the pod's init, no controlling terminal"
+    );
+}

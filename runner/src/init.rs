@@ -30,6 +30,12 @@ pub(crate) fn main(ctx: &PodContext, gate: Option<GateWaiter>) -> ! {
 
 fn run(ctx: &PodContext, gate: Option<GateWaiter>) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "prctl(PDEATHSIG)".into())?;
+    // A session of the pod's own, without a controlling terminal: apps must not share
+    // `rkt run`'s (with it, an app whose output goes to the host's terminal could push input
+    // into it with TIOCSTI), and the terminal's job-control signals (^C, ^Z) reach the
+    // supervisor only, which stops the pod its own way. The `--interactive` app makes a
+    // session of its own on its pseudo-terminal (console.rs).
+    nix::unistd::setsid().ctx(|| "setsid for the pod's init".into())?;
     if let Some(ns) = &ctx.opts.netns {
         join_netns(&ctx.dir.join(ns))?;
     }
