@@ -293,14 +293,9 @@ fn protect_proc(root: &OwnedFd) -> Result<()> {
     }
     for name in ["acpi", "scsi"] {
         if exists(name) {
-            nix::mount::mount(
-                Some("tmpfs"),
-                Path::new(&format!("{base}/{name}")),
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                None::<&str>,
-            )
-            .ctx(|| format!("hiding /proc/{name}"))?;
+            let hidden =
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount_fs(root, &format!("/proc/{name}"), "tmpfs", hidden, None)?;
         }
     }
     Ok(())

@@ -39,14 +39,16 @@ pub const DEFAULT: [&str; 14] = [
 /// A capability by any of its usual spellings (`CAP_NET_ADMIN`, `net_admin`), in canonical
 /// form; unknown names are refused.
 pub fn canonical(name: &str) -> Result<String> {
-    let canon = caps::to_canonical(name.trim());
-    Capability::from_str(&canon)
-        .map(|c| c.to_string())
-        .map_err(|_| {
-            RunnerError::Invalid(format!(
-                "unknown capability {name:?} (names look like CAP_NET_ADMIN; see capabilities(7))"
-            ))
-        })
+    capability(name).map(|c| c.to_string())
+}
+
+/// The capability `name` (any of its usual spellings) names.
+fn capability(name: &str) -> Result<Capability> {
+    Capability::from_str(&caps::to_canonical(name.trim())).map_err(|_| {
+        RunnerError::Invalid(format!(
+            "unknown capability {name:?} (names look like CAP_NET_ADMIN; see capabilities(7))"
+        ))
+    })
 }
 
 /// Every capability this build knows, canonical names sorted (`--insecure-options=capabilities`).
@@ -73,8 +75,7 @@ pub(crate) fn for_app(app: &App, name: &str) -> Result<CapsHashSet> {
             .iter()
             .map(|n| {
                 let text = n.as_str().unwrap_or_default();
-                canonical(text)
-                    .and_then(|c| parse(&c))
+                capability(text)
                     .map_err(|e| RunnerError::Invalid(format!("app {name}: {iso}: {e}")))
             })
             .collect::<Result<CapsHashSet>>()
@@ -83,16 +84,14 @@ pub(crate) fn for_app(app: &App, name: &str) -> Result<CapsHashSet> {
     if let Some(retain) = set_of(RETAIN_SET)? {
         return Ok(retain);
     }
-    let mut keep: CapsHashSet = DEFAULT.iter().map(|c| parse(c)).collect::<Result<_>>()?;
+    let mut keep: CapsHashSet = DEFAULT
+        .iter()
+        .map(|c| capability(c))
+        .collect::<Result<_>>()?;
     if let Some(remove) = set_of(REMOVE_SET)? {
         keep.retain(|c| !remove.contains(c));
     }
     Ok(keep)
-}
-
-fn parse(canonical: &str) -> Result<Capability> {
-    Capability::from_str(canonical)
-        .map_err(|_| RunnerError::Invalid(format!("unknown capability {canonical:?}")))
 }
 
 /// In the app's process, before it changes its user: drop every capability outside `keep`
