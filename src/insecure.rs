@@ -50,6 +50,19 @@ impl FromStr for InsecureOptions {
 }
 
 impl InsecureOptions {
+    /// What either `self` or `other` switches off (`run`'s own flag and the global one).
+    pub fn or(self, other: InsecureOptions) -> InsecureOptions {
+        InsecureOptions {
+            image: self.image || other.image,
+            tls: self.tls || other.tls,
+            http: self.http || other.http,
+            pubkey: self.pubkey || other.pubkey,
+            capabilities: self.capabilities || other.capabilities,
+            paths: self.paths || other.paths,
+            seccomp: self.seccomp || other.seccomp,
+        }
+    }
+
     fn set_fetch(&mut self) {
         self.image = true;
         self.tls = true;
@@ -67,6 +80,14 @@ impl InsecureOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn or_keeps_what_either_switches_off() {
+        let a: InsecureOptions = "image,paths".parse().unwrap();
+        let b: InsecureOptions = "seccomp".parse().unwrap();
+        assert_eq!(a.or(b), "image,paths,seccomp".parse().unwrap());
+        assert_eq!(a.or(InsecureOptions::default()), a);
+    }
 
     #[test]
     fn parses_rkt_values() {

@@ -40,9 +40,10 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
             .parse::<crate::insecure::InsecureOptions>()
             .map_err(|e| anyhow::anyhow!("--insecure-options: {e}"))?,
         None => crate::insecure::InsecureOptions::default(),
-    };
+    }
+    .or(global.insecure_options);
     let insecure = insecure_opts.image;
-    opts.unprotected_proc = insecure_opts.paths || global.insecure_options.paths;
+    opts.unprotected_proc = insecure_opts.paths;
     let asked = rootfs_mode(parsed.pod.rootfs.as_deref(), parsed.pod.no_overlay)?;
     let mut store = open_store(global)?;
     let mut apps = Vec::new();
@@ -61,8 +62,8 @@ pub fn run(global: &GlobalArgs, raw: &[String], prepare_only: bool) -> Result<u8
         RootfsMode::default_for(&store, &ids)
     });
     let mut spec = pod_spec(&parsed.pod, apps, rootfs)?;
-    spec.all_capabilities = insecure_opts.capabilities || global.insecure_options.capabilities;
-    spec.no_seccomp = insecure_opts.seccomp || global.insecure_options.seccomp;
+    spec.all_capabilities = insecure_opts.capabilities;
+    spec.no_seccomp = insecure_opts.seccomp;
     let span = tracing::debug_span!("pod.prepare", rootfs = rootfs.as_str());
     let prepare_span = span.enter();
     let t0 = std::time::Instant::now();
