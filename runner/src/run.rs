@@ -292,8 +292,8 @@ fn supervise(
 ) -> Result<i32> {
     let mut set = signals::handled();
     if relay.is_some() {
+        // Blocked already, before any thread existed (run_with).
         set.add(Signal::SIGWINCH);
-        set.thread_block().ctx(|| "blocking SIGWINCH".into())?;
     }
     let mut waiting = Waiting::new(set, on_demand)?;
     loop {
