@@ -167,12 +167,12 @@ fn null_stdin() -> Result<()> {
 fn mount_overlay(dir: &Path, lower: &str, mount_points: Option<&Path>) -> Result<()> {
     // A relative lower dir (the lazy tree) is inside the app's directory, which moves with the
     // pod's state.
-    let lower = path_str(&dir.join(lower.trim()))?;
+    let lower = path_str(&dir.join(lower))?;
     let upper = dir.join("upper");
     let work = dir.join("work");
     let layer = mount_points.map(path_str).transpose()?;
     let paths = [
-        lower.trim().to_string(),
+        lower,
         path_str(&upper)?,
         path_str(&work)?,
     ];
