@@ -110,10 +110,10 @@ pub(crate) fn for_app(app: &App, name: &str) -> Result<Policy> {
         .iter()
         .find(|i| matches!(i.name.as_str(), REMOVE_SET | RETAIN_SET));
     let Some(iso) = found else {
-        let default = DEFAULT_REMOVE
-            .iter()
-            .filter_map(|s| Sysno::from_str(s).ok());
-        return Ok(Policy::Remove(default.collect(), Some(libc::EPERM)));
+        return Ok(Policy::Remove(
+            known(DEFAULT_REMOVE).collect(),
+            Some(libc::EPERM),
+        ));
     };
     let kind = iso.name.as_str();
     let names: Vec<&str> = iso
@@ -135,6 +135,11 @@ pub(crate) fn for_app(app: &App, name: &str) -> Result<Policy> {
     })
 }
 
+/// The calls of one of the lists above that this architecture has (a test checks they all are).
+fn known(names: &'static [&str]) -> impl Iterator<Item = Sysno> {
+    names.iter().filter_map(|s| Sysno::from_str(s).ok())
+}
+
 /// System call names (and the default-set names) as numbers; wildcards are left out.
 pub fn expand(names: &[&str]) -> std::result::Result<Vec<Sysno>, String> {
     let mut out = Vec::new();
@@ -143,11 +148,7 @@ pub fn expand(names: &[&str]) -> std::result::Result<Vec<Sysno>, String> {
             continue;
         }
         if DEFAULT_NAMES.contains(n) {
-            out.extend(
-                DEFAULT_REMOVE
-                    .iter()
-                    .filter_map(|s| Sysno::from_str(s).ok()),
-            );
+            out.extend(known(DEFAULT_REMOVE));
             continue;
         }
         let call = Sysno::from_str(n.trim()).map_err(|()| {
@@ -205,7 +206,7 @@ pub(crate) fn program(policy: &Policy) -> Result<Option<BpfProgram>> {
         Policy::Remove(calls, errno) => (calls.clone(), refuse(*errno)?, Action::ALLOW),
         Policy::Retain(calls, errno) => {
             let mut calls = calls.clone();
-            calls.extend(STARTUP.iter().filter_map(|s| Sysno::from_str(s).ok()));
+            calls.extend(known(STARTUP));
             (calls, Action::ALLOW, refuse(*errno)?)
         }
     };
