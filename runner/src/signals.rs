@@ -35,7 +35,7 @@ pub fn unblock_all() {
 }
 
 /// Give the program about to be exec'd the default disposition of every standard signal.
-/// Rust's runtime ignores SIGPIPE in rkt, and whoever started rkt may ignore others (`nohup`:
+/// rkt ignores SIGPIPE (src/main.rs), and whoever started rkt may ignore others (`nohup`:
 /// SIGHUP); an ignored signal stays ignored across `execve`. Without this, `yes | head -1` in
 /// a pod prints "Broken pipe" instead of `yes` ending quietly, and shells cannot even trap such
 /// signals (POSIX keeps signals ignored on entry ignored).
