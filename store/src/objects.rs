@@ -207,17 +207,16 @@ impl Store {
             .mode(0o600)
             .open(tmp)
             .ctx(|| format!("creating {}", tmp.display()))?;
-        let reader = Reader::new(self).dropping_pack_pages();
-        if writeback {
-            let mut w = BufWriter::with_capacity(1 << 20, crate::pack::WritebackFile::new(&f));
-            reader.write_file(file, None, &mut w)?;
-            w.flush()
-        } else {
-            let mut w = BufWriter::with_capacity(1 << 20, &f);
-            reader.write_file(file, None, &mut w)?;
-            w.flush()
-        }
-        .ctx(|| format!("writing {}", tmp.display()))?;
+        let sink: Box<dyn Write + '_> = match writeback {
+            true => Box::new(crate::pack::WritebackFile::new(&f)),
+            false => Box::new(&f),
+        };
+        let mut w = BufWriter::with_capacity(1 << 20, sink);
+        Reader::new(self)
+            .dropping_pack_pages()
+            .write_file(file, None, &mut w)?;
+        w.flush().ctx(|| format!("writing {}", tmp.display()))?;
+        drop(w);
         Ok(f)
     }
 
