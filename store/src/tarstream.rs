@@ -845,22 +845,7 @@ fn check_sparse(
             map.len()
         )));
     }
-    let (mut end, mut total) = (0u64, 0u64);
-    for &(start, len) in map {
-        let seg_end = start.checked_add(len).filter(|&e| e <= realsize);
-        let seg_end = seg_end.ok_or_else(|| {
-            bad(format!(
-                "segment {start}+{len} exceeds file size {realsize}"
-            ))
-        })?;
-        if start < end {
-            return Err(bad(format!("segment at {start} overlaps the previous one")));
-        }
-        end = seg_end;
-        total = total
-            .checked_add(len)
-            .ok_or_else(|| bad("segment lengths overflow".into()))?;
-    }
+    let total = crate::entry::check_sparse_map(map, realsize).map_err(bad)?;
     if total != packed {
         return Err(bad(format!(
             "segments hold {total} bytes but the data area has {packed}"
