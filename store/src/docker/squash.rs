@@ -632,18 +632,11 @@ mod tests {
         tarwrite::header(
             &mut l2,
             &Header {
-                path: "link",
                 kind: EntryKind::HardLink,
                 mode: 0o600,
-                uid: 0,
-                gid: 0,
-                size: 0,
                 mtime: 1,
                 link: Some("big"),
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-                sparse: None,
+                ..Header::file("link", 0)
             },
         );
         tarwrite::end(&mut l2);
