@@ -451,26 +451,6 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// An ACI whose rootfs holds one file of `body`.
-    fn aci(body: &[u8]) -> Vec<u8> {
-        use crate::docker::tarwrite::{self, Header};
-        use crate::entry::EntryKind;
-        let mut out = Vec::new();
-        let manifest = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/c"}"#;
-        tarwrite::manifest_entry(&mut out, manifest.as_bytes());
-        let dir = Header {
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            ..Header::file("rootfs", 0)
-        };
-        tarwrite::header(&mut out, &dir);
-        tarwrite::header(&mut out, &Header::file("rootfs/f", body.len() as u64));
-        out.extend_from_slice(body);
-        tarwrite::pad(&mut out, body.len() as u64);
-        tarwrite::end(&mut out);
-        out
-    }
-
     /// Takes `room` bytes, then fails.
     struct Full {
         room: usize,
@@ -498,7 +478,8 @@ mod tests {
         let body: Vec<u8> = (0..(12u32 << 20))
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let id = store.import(aci(&body).as_slice(), "test").unwrap().id;
+        let aci = crate::docker::tarwrite::test_aci("example.com/c", &[("f".into(), body.clone())]);
+        let id = store.import(aci.as_slice(), "test").unwrap().id;
         let file = store.entry(&id, "f").unwrap().unwrap().file_id.unwrap();
         let reader = Reader::new(&store);
         let mut all = Vec::new();

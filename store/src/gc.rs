@@ -279,31 +279,13 @@ mod tests {
 
     /// An ACI with `files` small files of its own (many index rows per image).
     fn aci(n: usize, files: usize) -> Vec<u8> {
-        use crate::docker::tarwrite::{self, Header};
-        use crate::entry::EntryKind;
-        let mut out = Vec::new();
-        let manifest = format!(
-            r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/gc{n}"}}"#
-        );
-        tarwrite::manifest_entry(&mut out, manifest.as_bytes());
-        let mut add = |path: &str, kind: EntryKind, body: &[u8]| {
-            let h = Header {
-                kind,
-                mode: 0o755,
-                ..Header::file(path, body.len() as u64)
-            };
-            tarwrite::header(&mut out, &h);
-            out.extend_from_slice(body);
-            tarwrite::pad(&mut out, body.len() as u64);
-        };
-        add("rootfs", EntryKind::Dir, b"");
-        for f in 0..files {
-            let body = format!("image {n} file {f}\n");
-            let path = format!("rootfs/a-rather-long-file-name-{n}-{f}");
-            add(&path, EntryKind::File, body.as_bytes());
-        }
-        tarwrite::end(&mut out);
-        out
+        let files: Vec<(String, Vec<u8>)> = (0..files)
+            .map(|f| {
+                let path = format!("a-rather-long-file-name-{n}-{f}");
+                (path, format!("image {n} file {f}\n").into_bytes())
+            })
+            .collect();
+        crate::docker::tarwrite::test_aci(&format!("example.com/gc{n}"), &files)
     }
 
     #[test]

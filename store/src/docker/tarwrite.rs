@@ -186,6 +186,29 @@ pub(crate) fn end(out: &mut Vec<u8>) {
     out.extend(std::iter::repeat_n(0u8, 2 * BLOCK));
 }
 
+/// For tests: an ACI named `name` whose rootfs holds the regular files `files` (path under
+/// rootfs/, content).
+#[cfg(test)]
+pub(crate) fn test_aci(name: &str, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let manifest = format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}"}}"#);
+    manifest_entry(&mut out, manifest.as_bytes());
+    let rootfs = Header {
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        ..Header::file("rootfs", 0)
+    };
+    header(&mut out, &rootfs);
+    for (path, body) in files {
+        let path = format!("rootfs/{path}");
+        header(&mut out, &Header::file(&path, body.len() as u64));
+        out.extend_from_slice(body);
+        pad(&mut out, body.len() as u64);
+    }
+    end(&mut out);
+    out
+}
+
 fn truncated(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[..bytes.len().min(max)]
 }
