@@ -82,6 +82,14 @@ fn host_volumes_read_write_and_read_only() {
         ],
     );
     assert_eq!(o, "host data\nhost data\ndocker-ro\n");
+    // The shorthand with a relative host path says what it needs.
+    let o = rkt_pod(&dir, &["run", "--volume", "./here:/docker", a]);
+    assert_eq!(o.status.code(), Some(254));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("both paths must be absolute"),
+        "{}",
+        describe("relative shorthand", &o)
+    );
     // A missing host source is an error and no host path is created.
     let missing = tmp.path().join("missing");
     let o = rkt_pod(

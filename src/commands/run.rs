@@ -373,7 +373,9 @@ fn pod_spec(p: &PodFlags, apps: Vec<AppSpec>, rootfs: RootfsMode) -> Result<PodS
         .map(|m| MountSpec::parse(m))
         .collect::<Result<_, _>>()?;
     for (i, v) in p.volumes.iter().enumerate() {
-        if v.starts_with('/') {
+        // An appc volume is `NAME,kind=…` (names have no ':'); anything else with a ':' is
+        // the Docker shorthand, whose errors say what it needs (`./dir:/x` included).
+        if v.starts_with('/') || (v.contains(':') && !v.contains(',')) {
             let (vol, mount) = docker_volume(v, i)?;
             volumes.push(vol);
             mounts.push(mount);
@@ -415,7 +417,7 @@ fn docker_volume(s: &str, index: usize) -> Result<(Volume, MountSpec)> {
         _ => bail!("--volume {s}: expected NAME,kind=... or /HOST/PATH:/CONTAINER/PATH[:ro]"),
     };
     if !Path::new(host).is_absolute() || !ctr.starts_with('/') {
-        bail!("--volume {s}: both paths must be absolute");
+        bail!("--volume {s}: both paths must be absolute (/HOST/PATH:/CONTAINER/PATH[:ro])");
     }
     if !Path::new(host).exists() {
         bail!("--volume {s}: {host} does not exist on the host");
