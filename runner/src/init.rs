@@ -171,11 +171,7 @@ fn mount_overlay(dir: &Path, lower: &str, mount_points: Option<&Path>) -> Result
     let upper = dir.join("upper");
     let work = dir.join("work");
     let layer = mount_points.map(path_str).transpose()?;
-    let paths = [
-        lower,
-        path_str(&upper)?,
-        path_str(&work)?,
-    ];
+    let paths = [lower, path_str(&upper)?, path_str(&work)?];
     if let Some(bad) = paths
         .iter()
         .chain(&layer)
