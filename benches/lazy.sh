@@ -199,70 +199,91 @@ mkdir -p "$W/tx"
 t0=$(now); tar -C "$W/tx" -xf "$W/read.aci" rootfs/big.bin; cat "$W/tx/rootfs/big.bin" >/dev/null; t1=$(now)
 TAR_FIRST=$(python3 -c "print(f'{$READ_MB*1048576/(($t1-$t0)/1e9)/1e6:.0f}')")
 rm -rf "$W/tx"
-# Warm reads. One dd of a cached 256 MB file lasts about 20 ms: on a shared machine a single
-# sample is mostly scheduling noise, and other work dropping the page cache turns a "warm" read
-# into a cold one (both seen: single samples put the lazy mount anywhere between 27 % and 150 %
-# of the host). So: READ_REPS samples per row, host and lazy alternating in order, each taken
-# only while both files are entirely in the page cache before and after it (fincore), and the
-# median reported.
-RLOBJ=""
+# Warm reads, four ways to the same bytes (the table's columns): the host file; the host file
+# under overlayfs, which every overlay rootfs adds (rendered pods, rkt's and podman's); the lazy
+# mount (FUSE passthrough to the object); the lazy mount under overlayfs, as a lazy pod reads it
+# (`rkt run --rootfs=lazy`: lowerdir the lazy mount, an upper and work dir of its own, volatile).
+mkdir -p "$W"/ovh/{u,w,m} "$W"/ovl/{u,w,m}
+mount -t overlay overlay -o "lowerdir=$(dirname "$HOSTF"),upperdir=$W/ovh/u,workdir=$W/ovh/w,volatile" "$W/ovh/m"
+mount -t overlay overlay -o "lowerdir=$W/rmnt,upperdir=$W/ovl/u,workdir=$W/ovl/w,volatile" "$W/ovl/m"
+READ_PATHS=("$HOSTF" "$W/ovh/m/big.bin" "$W/rmnt/big.bin" "$W/ovl/m/big.bin")
+RLOBJ=$(find "$S/objects" -type f -size "$((READ_MB * 1024))k" -newer "$W/read.aci" | head -1)
+[ -n "$RLOBJ" ] || die "no materialised object of $READ_MB MB in $S/objects"
+# Both files' pages come from sequential reads (readahead) after the drop above, never from
+# the writes that made them: how a file's pages came into the cache moves small random reads by
+# itself (the lazy mount measured 105 % of a host file whose pages its writer had left, and 88 %
+# once both were dropped and read again). One dd of a cached 256 MB file lasts about 20 ms: on a shared machine a single sample is
+# mostly scheduling noise, and other work dropping the page cache turns a "warm" read into a
+# cold one (both seen: single samples put the lazy mount anywhere between 27 % and 150 % of the
+# host). So: READ_REPS samples per row, the four paths in rotating order, each sample taken only
+# while both files are entirely in the page cache before and after it (fincore), and the median
+# reported.
 whole_cached() { # every page of the host file and of the lazy file's object is in the page cache
-    [ -n "$RLOBJ" ] || RLOBJ=$(find "$S/objects" -type f -size "$((READ_MB * 1024))k" -newer "$W/read.aci" | head -1)
     fincore --bytes --noheadings --output RES "$HOSTF" "$RLOBJ" \
         | awk -v want=$((2 * READ_MB * 1048576)) '{s+=$1} END {exit s != want}'
 }
-warm_pair() { # fn -> "host lazy" from one sample of each, both files cached throughout
-    local h l tries
+warm_set() { # fn rotation -> one sample of fn per READ_PATHS entry, in that order
+    local tries k i n=${#READ_PATHS[@]}
+    local -a got
     for tries in 1 2 3 4 5; do
         cat "$HOSTF" "$W/rmnt/big.bin" >/dev/null
         whole_cached || continue
-        if [ $((${#WARM_H[@]} % 2)) = 0 ]; then h=$($1 "$HOSTF"); l=$($1 "$W/rmnt/big.bin")
-        else l=$($1 "$W/rmnt/big.bin"); h=$($1 "$HOSTF"); fi
-        whole_cached && { echo "$h $l"; return; }
+        for ((k = 0; k < n; k++)); do
+            i=$(((k + $2) % n))
+            got[i]=$($1 "${READ_PATHS[i]}")
+        done
+        whole_cached && { echo "${got[*]}"; return; }
     done
     die "the page cache kept being dropped during the warm reads"
 }
 READ_REPS=${BENCH_READ_REPS:-11}
-WARM_H=(); WARM_L=(); RAND_H=(); RAND_L=(); R64_H=(); R64_L=(); MMAP_H=(); MMAP_L=()
-for _ in $(seq "$READ_REPS"); do
-    read -r h l < <(warm_pair dd_mbps); WARM_H+=("$h"); WARM_L+=("$l")
-    read -r h l < <(warm_pair rand_mbps); RAND_H+=("$h"); RAND_L+=("$l")
-    read -r h l < <(warm_pair rand64k_mbps); R64_H+=("$h"); R64_L+=("$l")
-    read -r h l < <(warm_pair mmap_mbps); MMAP_H+=("$h"); MMAP_L+=("$l")
+ROWS=(seq rand r64 mmap)
+declare -A FN=([seq]=dd_mbps [rand]=rand_mbps [r64]=rand64k_mbps [mmap]=mmap_mbps)
+declare -A SAMPLES=()
+for rep in $(seq "$READ_REPS"); do
+    for row in "${ROWS[@]}"; do
+        read -r -a got < <(warm_set "${FN[$row]}" "$rep")
+        for k in 0 1 2 3; do SAMPLES[$row,$k]+="${got[k]} "; done
+    done
 done
-HOST_SEQ=$(median "${WARM_H[@]}"); LAZY_SEQ=$(median "${WARM_L[@]}")
-HOST_RAND=$(median "${RAND_H[@]}"); LAZY_RAND=$(median "${RAND_L[@]}")
-HOST_R64=$(median "${R64_H[@]}"); LAZY_R64=$(median "${R64_L[@]}")
-HOST_MMAP=$(median "${MMAP_H[@]}"); LAZY_MMAP=$(median "${MMAP_L[@]}")
-echo "warm dd host: ${WARM_H[*]}; lazy: ${WARM_L[*]}"
-echo "warm random 4 KiB host: ${RAND_H[*]}; lazy: ${RAND_L[*]}"
-echo "warm random 64 KiB host: ${R64_H[*]}; lazy: ${R64_L[*]}"
-echo "warm random 4 KiB mmap host: ${MMAP_H[*]}; lazy: ${MMAP_L[*]}"
-pct() { python3 -c "print(f'{100 * $1 / $2:.0f}')"; }
-# Also the ratio of the best samples: the least disturbed run of each, on a shared machine.
-best_pct() { # name of the host array, name of the lazy array
-    local -n hs=$1 ls=$2
-    python3 -c "import sys; h, l = sys.argv[1].split(), sys.argv[2].split(); \
-print(f'{100 * max(map(float, l)) / max(map(float, h)):.0f}')" "${hs[*]}" "${ls[*]}"
+for row in "${ROWS[@]}"; do
+    echo "warm $row, MB/s per sample: host ${SAMPLES[$row,0]}; overlay over host ${SAMPLES[$row,1]}; lazy ${SAMPLES[$row,2]}; lazy pod ${SAMPLES[$row,3]}"
+done
+med() { median ${SAMPLES[$1,$2]}; } # row column -> median MB/s
+# "MB/s · median ratio to the host file (ratio of the best samples: the least disturbed run of
+# each, on a shared machine)"
+cell() { # row column
+    python3 -c "import statistics, sys
+h, x = [list(map(float, a.split())) for a in sys.argv[1:3]]
+m = statistics.median(x)
+print(f'{m:.0f} MB/s · {100 * m / statistics.median(h):.0f} % ({100 * max(x) / max(h):.0f} %)')" \
+        "${SAMPLES[$1,0]}" "${SAMPLES[$1,$2]}"
 }
-SEQ_PCT="$(pct "$LAZY_SEQ" "$HOST_SEQ") % ($(best_pct WARM_H WARM_L) %)"
-RAND_PCT="$(pct "$LAZY_RAND" "$HOST_RAND") % ($(best_pct RAND_H RAND_L) %)"
-R64_PCT="$(pct "$LAZY_R64" "$HOST_R64") % ($(best_pct R64_H R64_L) %)"
-MMAP_PCT="$(pct "$LAZY_MMAP" "$HOST_MMAP") % ($(best_pct MMAP_H MMAP_L) %)"
+HOST_SEQ=$(med seq 0); LAZY_SEQ=$(med seq 2); POD_SEQ=$(med seq 3); OVH_SEQ=$(med seq 1)
+HOST_RAND=$(med rand 0); LAZY_RAND=$(med rand 2); POD_RAND=$(med rand 3); OVH_RAND=$(med rand 1)
+READ_ROWS=""
+for row in "${ROWS[@]}"; do
+    case $row in
+        seq) what="sequential, warm (dd bs=1M)" ;;
+        rand) what="random 4 KiB preads, warm (python)" ;;
+        r64) what="random 64 KiB preads, warm (python)" ;;
+        mmap) what="random 4 KiB copies out of an mmap, warm (python, faults included)" ;;
+    esac
+    READ_ROWS+="| $what | $(med "$row" 0) MB/s | $(cell "$row" 1) | $(cell "$row" 2) | $(cell "$row" 3) |"$'\n'
+done
 COLD_H=(); COLD_L=()
 for _ in 1 2 3; do
     drop; COLD_H+=("$(dd_mbps "$HOSTF")"); drop; COLD_L+=("$(dd_mbps "$W/rmnt/big.bin")")
 done
 HOST_SEQ_COLD=$(median "${COLD_H[@]}"); LAZY_SEQ_COLD=$(median "${COLD_L[@]}")
 RPASS=$PASSTHROUGH
+umount "$W/ovl/m" "$W/ovh/m"
 stop "$SERVER_PID"
 if [ "$ONLY" = read ]; then
-    echo "passthrough=$RPASS (lazy vs host, MB/s)"
-    echo "sequential warm: $LAZY_SEQ vs $HOST_SEQ ($SEQ_PCT)"
-    echo "random 4 KiB warm: $LAZY_RAND vs $HOST_RAND ($RAND_PCT)"
-    echo "random 64 KiB warm: $LAZY_R64 vs $HOST_R64 ($R64_PCT)"
-    echo "random 4 KiB mmap warm: $LAZY_MMAP vs $HOST_MMAP ($MMAP_PCT)"
-    echo "sequential cold: $LAZY_SEQ_COLD vs $HOST_SEQ_COLD"
+    echo "passthrough=$RPASS (MB/s · % of the host file, median (best samples))"
+    echo "| | host file | overlayfs over the host file | lazy mount | lazy pod |"
+    printf '%s' "$READ_ROWS"
+    echo "sequential cold: lazy $LAZY_SEQ_COLD vs host $HOST_SEQ_COLD"
     echo "first read: $LAZY_FIRST vs tar -x $TAR_FIRST"
     exit 0
 fi
@@ -436,24 +457,26 @@ Target: lazy at 1 GB within 1.5× lazy at 10 MB.
 
 ### Read throughput of a $READ_MB MB file
 
-Warm rows: median of $READ_REPS samples each (and, in the last column, the ratio of the best
-samples: the least disturbed ones), host and lazy alternating, every sample taken
-while both whole files were in the page cache before and after it (\`fincore\`; other work on
-the machine drops caches). Cold row: median of 3, page cache dropped before each.
+Warm rows: median of $READ_REPS samples each, the four ways in rotating order, every sample
+taken while both whole files were in the page cache before and after it (\`fincore\`; other work
+on the machine drops caches), both files' pages brought in by a sequential read. Each cell:
+MB/s · median / the host file's median (in parentheses: best sample / the host's best sample,
+the least disturbed runs). Cold row: median of 3, page cache dropped before each.
 
-| | lazy mount | host file | lazy / host: medians (best samples) |
-|---|---|---|---|
-| sequential, warm (dd bs=1M) | $LAZY_SEQ MB/s | $HOST_SEQ MB/s | $SEQ_PCT |
-| sequential, cold page cache (object already materialised) | $LAZY_SEQ_COLD MB/s | $HOST_SEQ_COLD MB/s | |
-| random 4 KiB preads, warm (python) | $LAZY_RAND MB/s | $HOST_RAND MB/s | $RAND_PCT |
-| random 64 KiB preads, warm (python) | $LAZY_R64 MB/s | $HOST_R64 MB/s | $R64_PCT |
-| random 4 KiB copies out of an mmap, warm (python, faults included) | $LAZY_MMAP MB/s | $HOST_MMAP MB/s | $MMAP_PCT |
-| first read ever (lazy: materialise from packs + read; tar: extract from the ACI + read) | $LAZY_FIRST MB/s | $TAR_FIRST MB/s (tar -x) | |
+| | host file | overlayfs over the host file | lazy mount (FUSE passthrough) | lazy pod (overlayfs over the lazy mount) |
+|---|---|---|---|---|
+${READ_ROWS}| sequential, cold page cache (object already materialised) | $HOST_SEQ_COLD MB/s | | $LAZY_SEQ_COLD MB/s | |
+| first read ever (lazy: materialise from packs + read; host: extract from the ACI with tar -x + read) | $TAR_FIRST MB/s (tar -x) | | $LAZY_FIRST MB/s | |
 
 Target: at least 95 % of native once a file is open; the first read at least as fast as
-\`tar -x\` delivers the file. No read reaches the FUSE server (passthrough); what is left is
-the kernel's per-call cost of the indirection (FUSE \`read_iter\` → backing file), visible
-only on small reads (docs/lazy-rootfs.md, "Read throughput").
+\`tar -x\` delivers the file. No read reaches the FUSE server (passthrough). What is left is the
+kernel's cost per read *call* of each stacked filesystem, visible on small reads: FUSE
+passthrough (\`fuse_file_read_iter\` → the object) and overlayfs (\`ovl_read_iter\` → the lower
+file) each switch credentials and check permissions and fsnotify a second time. overlayfs alone
+over the host file — what every overlay rootfs pays: rendered pods, rkt's own, podman's —
+costs as much as the lazy mount ($OVH_RAND vs $LAZY_RAND MB/s for 4 KiB preads), and a lazy pod
+pays both ($POD_RAND MB/s). No stacked filesystem on this kernel reaches 95 % of the host
+file for 4 KiB reads (docs/lazy-rootfs.md, "Read throughput").
 
 ### Page cache and memory
 
@@ -511,6 +534,8 @@ json.dump({"runs": $RUNS, "pod_runs": $POD_RUNS, "cold_start_ms": rows("cold.jso
            "pod_start_ms": rows("pods.jsonl"), "passthrough": "$RPASS", "can_drop_caches": $CAN_DROP == 1,
            "read_mbps": {"lazy_seq_warm": $LAZY_SEQ, "host_seq_warm": $HOST_SEQ,
                          "lazy_rand_warm": $LAZY_RAND, "host_rand_warm": $HOST_RAND,
+                         "pod_seq_warm": $POD_SEQ, "pod_rand_warm": $POD_RAND,
+                         "overlay_host_seq_warm": $OVH_SEQ, "overlay_host_rand_warm": $OVH_RAND,
                          "lazy_first": $LAZY_FIRST, "tar_first": $TAR_FIRST},
            "page_cache_mb": {"mounts": $MOUNTS, "shared_mb": $SHARED_MB, "lazy_mounts": $CACHE_MB, "pods": $PCACHE_MB},
            "pod_pss_mean_mib": $POD_PSS_MEAN,
