@@ -77,7 +77,9 @@ struct ImportSink {
     files: HashMap<FileId, FileRec>,
     recipe: RecipeBuilder,
     entries: Vec<Entry>,
-    seen: HashSet<String>,
+    /// Every path of the archive so far (`\0manifest` for the manifest), with its entry's index
+    /// in `entries` once that is pushed: a hard link finds its target here, not by a scan.
+    seen: HashMap<String, Option<usize>>,
     current: Option<Current>,
     pending_entry: Option<Entry>,
     manifest: Option<Vec<u8>>,
@@ -97,7 +99,7 @@ impl ImportSink {
             Place::Manifest => "\0manifest".to_string(),
             Place::Rootfs(p) => p.clone(),
         };
-        if !self.seen.insert(key) {
+        if self.seen.insert(key, None).is_some() {
             return Err(StoreError::InvalidImage(format!(
                 "entry {:?} appears twice in the archive",
                 String::from_utf8_lossy(&e.path)
@@ -213,7 +215,8 @@ impl ImportSink {
 
     /// A hard link shares its target's content: record the file id and size.
     fn link_hardlink(&self, entry: &mut Entry, target: &str) -> Result<()> {
-        if let Some(t) = self.entries.iter().rev().find(|x| x.path == target) {
+        let index = self.seen.get(target).copied().flatten();
+        if let Some(t) = index.and_then(|i| self.entries.get(i)) {
             entry.file_id = t.file_id;
             entry.size = t.size;
             entry.sparse = t.sparse.clone();
@@ -270,6 +273,9 @@ impl ImportSink {
             }
         }
         if let Some(e) = self.pending_entry.take() {
+            if let Some(slot) = self.seen.get_mut(&e.path) {
+                *slot = Some(self.entries.len());
+            }
             self.entries.push(e);
         }
         Ok(())
@@ -509,7 +515,7 @@ pub(crate) fn parse_tar(
         files: HashMap::new(),
         recipe: RecipeBuilder::default(),
         entries: Vec::new(),
-        seen: HashSet::new(),
+        seen: HashMap::new(),
         current: None,
         pending_entry: None,
         manifest: None,

@@ -269,3 +269,43 @@ fn rendered_trees_are_shared_and_collected() {
     assert_eq!(report.removed_images, vec![id]);
     assert!(!third.exists(), "tree of a removed image is collected");
 }
+
+#[test]
+fn hard_links_take_their_targets_content() {
+    let src = tempfile::tempdir().unwrap();
+    let data = noise(50_000, 9);
+    write_layout(
+        src.path(),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/links"}"#,
+        &[("bin/tool", &data), ("etc/other", b"other\n")],
+    );
+    let rootfs = src.path().join("rootfs");
+    for name in ["bin/alias1", "bin/alias2", "etc/alias3"] {
+        std::fs::hard_link(rootfs.join("bin/tool"), rootfs.join(name)).unwrap();
+    }
+    let store_dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(store_dir.path()).unwrap();
+    let archive = tar(src.path());
+    let id = store.import(&archive[..], "links").unwrap().id;
+    let tool = store.entry(&id, "bin/tool").unwrap().unwrap();
+    let links: Vec<_> = store
+        .entries(&id)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::HardLink)
+        .collect();
+    assert_eq!(
+        links.len(),
+        3,
+        "GNU tar writes the other three names as links"
+    );
+    for l in &links {
+        assert_eq!(l.file_id, tool.file_id, "{}", l.path);
+        assert_eq!(l.size, data.len() as u64, "{}", l.path);
+    }
+    let other = store.entry(&id, "etc/other").unwrap().unwrap();
+    assert_ne!(other.file_id, tool.file_id);
+    let mut out = Vec::new();
+    store.export(&id, &mut out).unwrap();
+    assert!(out == archive, "the export is the archive, byte for byte");
+}
