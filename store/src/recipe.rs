@@ -18,60 +18,143 @@ pub enum Op<'a> {
 }
 
 /// Builds a recipe while an archive streams by. A file's content op is placed when its
-/// content starts and filled in once its id is known (its padding follows it).
+/// content starts and filled in once its id is known (its padding follows it). Ops are
+/// compressed as soon as everything before them is known, so an archive's headers are never
+/// all held in memory at once (a tar of many hard links is almost nothing but headers).
 #[derive(Default)]
 pub struct RecipeBuilder {
-    ops: Vec<Built>,
+    /// Ops not compressed yet: from the oldest content op whose id is still unknown.
+    ops: std::collections::VecDeque<Built>,
+    /// The slot number of `ops[0]`.
+    first: usize,
+    encoder: Option<Encoder>,
+    /// Encoding buffer, reused.
+    scratch: Vec<u8>,
+    failure: Option<std::io::Error>,
 }
 
 enum Built {
     Skeleton(Vec<u8>),
-    Content { file_id: FileId, len: u64 },
+    Content {
+        file_id: FileId,
+        len: u64,
+        known: bool,
+    },
 }
+
+/// Skeleton bytes kept in one op before it is compressed.
+const SKELETON_OP_MAX: usize = 64 * 1024;
 
 impl RecipeBuilder {
     pub fn skeleton(&mut self, bytes: &[u8]) {
-        match self.ops.last_mut() {
-            Some(Built::Skeleton(pending)) => pending.extend_from_slice(bytes),
-            _ => self.ops.push(Built::Skeleton(bytes.to_vec())),
+        match self.ops.back_mut() {
+            Some(Built::Skeleton(pending)) if pending.len() < SKELETON_OP_MAX => {
+                pending.extend_from_slice(bytes)
+            }
+            _ => self.ops.push_back(Built::Skeleton(bytes.to_vec())),
         }
+        self.compress_known();
     }
 
     /// Mark where a file's content goes; returns a slot for [`RecipeBuilder::set_content`].
     pub fn begin_content(&mut self) -> usize {
-        self.ops.push(Built::Content {
+        self.ops.push_back(Built::Content {
             file_id: [0; 32],
             len: 0,
+            known: false,
         });
-        self.ops.len() - 1
+        self.first + self.ops.len() - 1
     }
 
     pub fn set_content(&mut self, slot: usize, id: FileId, length: u64) {
-        if let Some(Built::Content { file_id, len }) = self.ops.get_mut(slot) {
+        let at = slot.checked_sub(self.first);
+        if let Some(Built::Content {
+            file_id,
+            len,
+            known,
+        }) = at.and_then(|i| self.ops.get_mut(i))
+        {
             *file_id = id;
             *len = length;
+            *known = true;
+        }
+        self.compress_known();
+    }
+
+    /// Compress the ops at the front that can no longer change: content ops whose id is known
+    /// and skeleton runs that something follows (or that are full).
+    fn compress_known(&mut self) {
+        while let Some(op) = self.ops.front() {
+            let done = match op {
+                Built::Skeleton(b) => self.ops.len() > 1 || b.len() >= SKELETON_OP_MAX,
+                Built::Content { known, .. } => *known,
+            };
+            if !done {
+                return;
+            }
+            if let Some(op) = self.ops.pop_front() {
+                self.first += 1;
+                self.encode(&op);
+            }
+        }
+    }
+
+    fn encode(&mut self, op: &Built) {
+        self.scratch.clear();
+        match op {
+            Built::Skeleton(bytes) => {
+                self.scratch.push(OP_SKELETON);
+                put_varint(&mut self.scratch, bytes.len() as u64);
+            }
+            Built::Content { file_id, len, .. } => {
+                self.scratch.push(OP_CONTENT);
+                self.scratch.extend_from_slice(file_id);
+                put_varint(&mut self.scratch, *len);
+            }
+        }
+        if self.failure.is_some() {
+            return;
+        }
+        let body = match op {
+            Built::Skeleton(bytes) => bytes.as_slice(),
+            Built::Content { .. } => &[],
+        };
+        if let Err(e) = write_op(&mut self.encoder, &self.scratch, body) {
+            self.failure = Some(e);
         }
     }
 
     /// The compressed recipe.
-    pub fn finish(self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        for op in &self.ops {
-            match op {
-                Built::Skeleton(bytes) => {
-                    out.push(OP_SKELETON);
-                    put_varint(&mut out, bytes.len() as u64);
-                    out.extend_from_slice(bytes);
-                }
-                Built::Content { file_id, len } => {
-                    out.push(OP_CONTENT);
-                    out.extend_from_slice(file_id);
-                    put_varint(&mut out, *len);
-                }
-            }
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        while let Some(op) = self.ops.pop_front() {
+            self.encode(&op);
         }
-        zstd::bulk::compress(&out, 3).map_err(|e| StoreError::io("compressing the image recipe", e))
+        let failed = |e| StoreError::io("compressing the image recipe", e);
+        if let Some(e) = self.failure.take() {
+            return Err(failed(e));
+        }
+        let encoder = match self.encoder.take() {
+            Some(enc) => enc,
+            None => new_encoder().map_err(failed)?,
+        };
+        encoder.finish().map_err(failed)
     }
+}
+
+type Encoder = zstd::stream::write::Encoder<'static, Vec<u8>>;
+
+fn new_encoder() -> std::io::Result<Encoder> {
+    Encoder::new(Vec::new(), 3)
+}
+
+fn write_op(encoder: &mut Option<Encoder>, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let enc = match encoder {
+        Some(enc) => enc,
+        None => encoder.insert(new_encoder()?),
+    };
+    enc.write_all(head)?;
+    enc.write_all(body)
 }
 
 /// A decoded recipe.
@@ -188,6 +271,88 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A run of skeleton bytes and the content op that ends it, if any.
+    type Run = (Vec<u8>, Option<(FileId, u64)>);
+
+    /// Skeleton runs merged and content ops, whatever the op boundaries.
+    fn flatten(ops: &[Op<'_>]) -> Vec<Run> {
+        let mut out: Vec<Run> = vec![(Vec::new(), None)];
+        for op in ops {
+            match op {
+                Op::Skeleton(b) => match out.last_mut() {
+                    Some((run, None)) => run.extend_from_slice(b),
+                    _ => out.push((b.to_vec(), None)),
+                },
+                Op::Content { file_id, len } => {
+                    if let Some(last) = out.last_mut().filter(|l| l.1.is_none()) {
+                        last.1 = Some((*file_id, *len));
+                    } else {
+                        out.push((Vec::new(), Some((*file_id, *len))));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn headers_are_compressed_as_they_come() {
+        // A tar of 20,000 hard links: 10 MB of headers and no content.
+        let mut b = RecipeBuilder::default();
+        let mut want = Vec::new();
+        for i in 0..20_000u32 {
+            let header: Vec<u8> = (0..512).map(|k| (i as u8) ^ (k as u8)).collect();
+            b.skeleton(&header);
+            want.extend_from_slice(&header);
+            let held: usize = b
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Built::Skeleton(s) => s.len(),
+                    Built::Content { .. } => 32,
+                })
+                .sum();
+            assert!(
+                held <= SKELETON_OP_MAX + 512,
+                "{held} bytes held after {i} headers"
+            );
+        }
+        let r = Recipe::decode(&b.finish().unwrap()).unwrap();
+        let ops: Vec<_> = r.ops().collect::<Result<_>>().unwrap();
+        assert_eq!(flatten(&ops), vec![(want, None)]);
+    }
+
+    #[test]
+    fn ops_wait_for_an_unknown_content_id() {
+        let mut b = RecipeBuilder::default();
+        let mut want = Vec::new();
+        b.skeleton(b"h1");
+        let first = b.begin_content();
+        // Everything after the first file waits for its id, in order.
+        for i in 0..200u8 {
+            b.skeleton(&[i; 1000]);
+            let slot = b.begin_content();
+            b.set_content(slot, [i; 32], u64::from(i));
+        }
+        assert!(
+            b.ops.len() > 200,
+            "nothing after an unknown id is compressed"
+        );
+        b.set_content(first, [255; 32], 7);
+        assert!(
+            b.ops.len() <= 1,
+            "{} ops held once every id is known",
+            b.ops.len()
+        );
+        want.push((b"h1".to_vec(), Some(([255; 32], 7))));
+        for i in 0..200u8 {
+            want.push((vec![i; 1000], Some(([i; 32], u64::from(i)))));
+        }
+        let r = Recipe::decode(&b.finish().unwrap()).unwrap();
+        let ops: Vec<_> = r.ops().collect::<Result<_>>().unwrap();
+        assert_eq!(flatten(&ops), want);
     }
 
     #[test]
