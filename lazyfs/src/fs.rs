@@ -142,6 +142,10 @@ impl LazyFs {
                 "cannot materialise the file: its open fails with EIO");
             Errno::EIO
         })?;
+        if object.was_written() && node.size >= 1 << 20 {
+            // Materialising it allocated and freed buffers of its size.
+            crate::memory::release_freed();
+        }
         let mut id = None;
         if self.shared.passthrough.load(Ordering::Relaxed) && node.sparse.is_none() {
             match reply.open_backing(object.file()) {

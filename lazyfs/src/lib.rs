@@ -21,6 +21,7 @@ pub mod cleanup;
 mod error;
 mod fs;
 mod inodes;
+mod memory;
 mod session;
 
 pub use access::log_path as access_log_path;

@@ -67,6 +67,11 @@ impl LazyFs {
             elapsed_ms = t0.elapsed().as_millis() as u64,
             "merged view loaded"
         );
+        if let Err(e) = store.keep_memory_small() {
+            tracing::debug!(error = %e, "cannot shrink the store's page cache");
+        }
+        crate::memory::fix_mmap_threshold();
+        crate::memory::release_freed();
 
         let shared = Arc::new(Shared::default());
         let fs = Fs::new(

@@ -140,7 +140,8 @@ impl LazyMounts {
             if !session.passthrough() {
                 tracing::info!(
                     app = name,
-                    "the kernel has no FUSE passthrough: app {name} reads its files through the                      supervisor (slower, page cache not shared between pods)"
+                    "the kernel has no FUSE passthrough: app {name} reads its files through the \
+                     supervisor (slower, page cache not shared between pods)"
                 );
             }
             tracing::debug!(

@@ -76,6 +76,7 @@ pub struct ObjectHandle {
     file: Flock<File>,
     path: PathBuf,
     len: u64,
+    written: bool,
 }
 
 impl ObjectHandle {
@@ -94,6 +95,11 @@ impl ObjectHandle {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether this open materialised the object (rather than finding it).
+    pub fn was_written(&self) -> bool {
+        self.written
     }
 }
 
@@ -233,7 +239,10 @@ impl Store {
                 pending
             } else {
                 match self.write_and_open(file, &path)? {
-                    Some(handle) => return Ok(handle),
+                    Some(mut handle) => {
+                        handle.written = true;
+                        return Ok(handle);
+                    }
                     None => continue,
                 }
             };
@@ -420,6 +429,7 @@ fn hold(candidate: &Path, path: &Path) -> Result<Option<ObjectHandle>> {
             file: held,
             path: path.to_path_buf(),
             len: fd_meta.len(),
+            written: false,
         }))
 }
 
