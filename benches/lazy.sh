@@ -17,6 +17,7 @@
 #   BENCH_ONLY=read            run only the throughput measurement and print it (docs untouched)
 #   BENCH_MOUNTS=10            lazy mounts reading the same file for the page-cache table
 #   BENCH_SHARED_MB=100        size of that file
+#   BENCH_SHARED_FILES=10000   small files in that image besides (the servers' view of it)
 #   BENCH_DIR=/var/tmp/…       work directory (default: a new mktemp dir, removed at the end)
 #   BENCH_OUT=docs/benchmarks.md
 #   BENCH_JSON=DIR-OF-OUT/bench-lazy.json   machine-readable results (benches/plot.py reads them)
@@ -66,11 +67,12 @@ now() { date +%s%N; }
 ms() { python3 -c "print(f'{($2-$1)/1e6:.1f}')" "$@"; }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.0f}')" "$@"; }
 
-# An image of about SIZE MB: busybox plus 1 MiB random files, and optionally one big file.
-make_image() { # name size_mb big_mb
-    python3 - "$W/layout-$1" "$1" "$2" "${3:-0}" <<'PY'
+# An image of about SIZE MB: busybox plus 1 MiB random files, optionally one big file and
+# SMALL more small files (256 B to 4 KiB, a hundred per directory, as in a distro's tree).
+make_image() { # name size_mb [big_mb [small]]
+    python3 - "$W/layout-$1" "$1" "$2" "${3:-0}" "${4:-0}" <<'PY'
 import json, os, random, shutil, sys
-out, name, size_mb, big_mb = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out, name, size_mb, big_mb, small = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
 r = os.path.join(out, "rootfs")
 os.makedirs(os.path.join(r, "bin"), exist_ok=True)
 shutil.copy("/bin/busybox", os.path.join(r, "bin/busybox"))
@@ -82,6 +84,11 @@ os.makedirs(os.path.join(r, "data"), exist_ok=True)
 for i in range(max(0, size_mb - big_mb - 1)):
     with open(os.path.join(r, "data", f"f{i:05}"), "wb") as f:
         f.write(rng.randbytes(1 << 20))
+for i in range(small):
+    d = os.path.join(r, "usr/share/small", f"d{i // 100:03}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"s{i:05}"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(256, 4096)))
 if big_mb:
     with open(os.path.join(r, "big.bin"), "wb") as f:
         for _ in range(big_mb):
@@ -290,7 +297,10 @@ fi
 
 # ------------------------------------------------------------------------------------------
 echo "==> page cache and server memory: $MOUNTS mounts reading the same $SHARED_MB MB"
-make_image shared $((SHARED_MB + 2)) "$SHARED_MB"
+# Thousands of small files besides: each server holds the image's whole view (an entry per
+# path) for as long as its pod runs, so memory per pod is measured on a distro-sized tree.
+SHARED_FILES=${BENCH_SHARED_FILES:-10000}
+make_image shared $((SHARED_MB + 2)) "$SHARED_MB" "$SHARED_FILES"
 SID=$(import_image "$S" shared)
 rm -rf "$S/objects"
 drop
@@ -480,8 +490,9 @@ file for 4 KiB reads (docs/lazy-rootfs.md, "Read throughput").
 
 ### Page cache and memory
 
-$MOUNTS lazy mounts of one image, each served by its own \`rkt-lazyfs-serve\` process, each
-reading the same $SHARED_MB MB file once after a cache drop. The store's files (packs, objects,
+$MOUNTS lazy mounts of one image (busybox, a $SHARED_MB MB file and $SHARED_FILES small files), each
+served by its own \`rkt-lazyfs-serve\` process, each reading the same $SHARED_MB MB file once after
+a cache drop. The store's files (packs, objects,
 index; measured with \`fincore\`) grew in the page cache by **$CACHE_MB MB** in all ($RATIO × one
 copy; target ≤ 1.1×): **$FIRST_MB MB** for the first mount, which materialises the object (the
 pack pages its chunks were read from are dropped again), and **$REST_MB MB** for the other
@@ -507,7 +518,7 @@ Target: lazy at 1 GB within 1.5× lazy at 10 MB.
 
 ### Pods: page cache and memory
 
-$MOUNTS pods of one image started with \`rkt run --rootfs=lazy\` (one after the first had read the
+$MOUNTS pods of that image started with \`rkt run --rootfs=lazy\` (one after the first had read the
 file, then the other $((MOUNTS - 1)) together), each reading the same $SHARED_MB MB file once, after
 a cache drop. The store's files (\`fincore\`, as above) grew in the page cache by
 **$PCACHE_MB MB** ($PRATIO × one copy; target ≤ 1.1×): **$PFIRST_MB MB** while the first pod
@@ -516,9 +527,9 @@ started and read it (materialising the object; the pack pages it was read from a
 passthrough reads hit the one object). System-wide \`Cached\` grew by $PSYS_MB MB (the \`rkt\`
 binary, the pods' directories, and other work on the shared machine).
 Each pod's supervisor is one process (\`rkt run\`: pod lock, signal forwarding, metadata
-service and the FUSE server threads): PSS **$POD_PSS_MEAN MiB** on average (largest PSS
-$POD_PSS KiB, largest RSS $POD_RSS KiB — RSS counts the shared pages of the \`rkt\` binary
-and libraries in every pod); target < 5 MiB per pod.
+service and the FUSE server threads, which hold the image's view: $SHARED_FILES files and more): PSS
+**$POD_PSS_MEAN MiB** on average (largest PSS $POD_PSS KiB, largest RSS $POD_RSS KiB — RSS counts
+the shared pages of the \`rkt\` binary and libraries in every pod); target < 5 MiB per pod.
 
 Load average when done: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores. The casync comparison is
 in the store section (\`benches/store.sh\`), \`rkt image gc\` with 1,000 images in the gc section
