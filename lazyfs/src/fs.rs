@@ -147,7 +147,7 @@ impl LazyFs {
             crate::memory::release_freed();
         }
         let mut id = None;
-        if self.shared.passthrough.load(Ordering::Relaxed) && node.sparse.is_none() {
+        if self.shared.passthrough.load(Ordering::Relaxed) && node.sparse().is_none() {
             match reply.open_backing(object.file()) {
                 Ok(b) => id = Some(b),
                 Err(e) => {
@@ -246,7 +246,7 @@ impl Filesystem for LazyFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.node(ino).map(|n| n.symlink.as_deref()) {
+        match self.node(ino).map(|n| n.symlink()) {
             Ok(Some(target)) => reply.data(target),
             Ok(None) => reply.error(Errno::EINVAL),
             Err(e) => reply.error(e),
@@ -269,7 +269,8 @@ impl Filesystem for LazyFs {
             let mut t = lock(&self.open);
             t.next_fh += 1;
             let fh = t.next_fh;
-            t.by_fh.insert(fh, (Arc::clone(&b), node.sparse.clone()));
+            t.by_fh
+                .insert(fh, (Arc::clone(&b), node.sparse().map(Box::from)));
             fh
         };
         match &b.id {
@@ -382,9 +383,9 @@ impl Filesystem for LazyFs {
             Ok(_) => return reply.error(Errno::ENOTDIR),
             Err(e) => return reply.error(e),
         };
-        let dots = [(ino.0, "."), (n.parent, "..")];
+        let dots = [(ino.0, "."), (n.parent(), "..")];
         let dots = dots.iter().map(|(i, name)| (*i, OsStr::new(*name)));
-        let kids = n.children.iter().map(|(name, i)| (*i, name.as_os_str()));
+        let kids = self.inodes.children(n);
         for (idx, (child, name)) in dots.chain(kids).enumerate().skip(offset as usize) {
             let kind = self
                 .inodes
@@ -406,7 +407,7 @@ impl Filesystem for LazyFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match n.xattrs.iter().find(|(k, _)| k.as_os_str() == name) {
+        match n.xattrs().iter().find(|(k, _)| k.as_os_str() == name) {
             None => reply.error(Errno::ENODATA),
             Some((_, v)) => xattr_reply(reply, size, v),
         }
@@ -418,7 +419,7 @@ impl Filesystem for LazyFs {
             Err(e) => return reply.error(e),
         };
         let mut names = Vec::new();
-        for (k, _) in n.xattrs.iter() {
+        for (k, _) in n.xattrs() {
             names.extend_from_slice(k.as_bytes());
             names.push(0);
         }

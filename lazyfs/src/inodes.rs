@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType, INodeNo};
 use rkt_store::{Entry, EntryKind, FileId};
 
-/// One inode of the tree.
+/// One inode of the tree. A pod's server holds one per path of its image for as long as the
+/// pod runs, so it is kept small: names live in the table's one buffer, directory entries in its
+/// one list, and what few files have (a symlink target, xattrs, a sparse map) behind one box.
 #[derive(Debug)]
 pub struct Node {
     pub kind: EntryKind,
@@ -21,21 +23,69 @@ pub struct Node {
     pub mtime_nsec: u32,
     pub rdev: u32,
     pub nlink: u32,
-    pub parent: u64,
+    /// The parent directory's inode number (the root's is its own).
+    parent: u32,
     /// The name under which the inode was first listed ("" for the root).
-    pub name: OsString,
-    pub symlink: Option<Box<[u8]>>,
+    name: Name,
+    /// Directories: their entries, `Inodes::dirents[start..start + len]`, sorted by name.
+    children: Span,
     pub file_id: Option<FileId>,
-    pub sparse: Option<Box<[(u64, u64)]>>,
-    pub xattrs: Box<[(OsString, Box<[u8]>)]>,
-    /// Directories: entries sorted by name.
-    pub children: Vec<(OsString, u64)>,
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
+    symlink: Option<Box<[u8]>>,
+    sparse: Option<Box<[(u64, u64)]>>,
+    xattrs: Box<[(OsString, Box<[u8]>)]>,
+}
+
+/// A name: `Inodes::names[off..off + len]`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Name {
+    off: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// A directory entry: a name and the inode it names (hard links name one inode twice).
+#[derive(Debug, Clone, Copy)]
+struct Dirent {
+    name: Name,
+    ino: u32,
+}
+
+impl Node {
+    pub fn parent(&self) -> u64 {
+        u64::from(self.parent)
+    }
+
+    pub fn symlink(&self) -> Option<&[u8]> {
+        self.extra.as_ref()?.symlink.as_deref()
+    }
+
+    pub fn sparse(&self) -> Option<&[(u64, u64)]> {
+        self.extra.as_ref()?.sparse.as_deref()
+    }
+
+    pub fn xattrs(&self) -> &[(OsString, Box<[u8]>)] {
+        self.extra.as_ref().map_or(&[], |x| &x.xattrs)
+    }
 }
 
 /// All inodes of a mount; inode `n` is `nodes[n - 1]`, the root is inode 1.
 #[derive(Debug)]
 pub struct Inodes {
     nodes: Vec<Node>,
+    /// Every name of the tree, back to back.
+    names: Box<[u8]>,
+    /// Every directory's entries, each directory's in one run.
+    dirents: Box<[Dirent]>,
 }
 
 /// Why a merged view cannot be served.
@@ -53,16 +103,20 @@ fn bad(path: &str, reason: &str) -> BadEntry {
     }
 }
 
+const TOO_BIG: &str = "the image has more paths or longer names than one mount serves (4 GiB)";
+
 impl Inodes {
     /// Build the table from a merged view (parents before children, hard links last, as
     /// `Store::merged_entries` returns it).
     pub fn build(entries: Vec<Entry>) -> Result<Inodes, BadEntry> {
         let mut nodes: Vec<Node> = Vec::with_capacity(entries.len());
-        let mut by_path: HashMap<String, u64> = HashMap::with_capacity(entries.len());
+        let mut names: Vec<u8> = Vec::new();
+        let mut by_path: HashMap<String, u32> = HashMap::with_capacity(entries.len());
+        // (parent, name, inode) of every path but the root.
+        let mut links: Vec<(u32, Name, u32)> = Vec::with_capacity(entries.len());
         for e in entries {
-            let (parent_path, name) = match e.path.rfind('/') {
+            let (parent_path, base) = match e.path.rfind('/') {
                 Some(i) => (&e.path[..i], &e.path[i + 1..]),
-                None if e.path.is_empty() => ("", ""),
                 None => ("", e.path.as_str()),
             };
             let parent = if e.path.is_empty() {
@@ -78,6 +132,11 @@ impl Inodes {
             if parent as usize > nodes.len() && !e.path.is_empty() {
                 return Err(bad(&e.path, "parent out of range"));
             }
+            let name = Name {
+                off: u32::try_from(names.len()).map_err(|_| bad(&e.path, TOO_BIG))?,
+                len: u32::try_from(base.len()).map_err(|_| bad(&e.path, TOO_BIG))?,
+            };
+            names.extend_from_slice(base.as_bytes());
             let ino = if e.kind == EntryKind::HardLink {
                 let target = e.link.as_deref().unwrap_or_default();
                 let ino = *by_path
@@ -87,14 +146,14 @@ impl Inodes {
                 ino
             } else {
                 nodes.push(node_of(&e, parent, name));
-                nodes.len() as u64
+                u32::try_from(nodes.len()).map_err(|_| bad(&e.path, TOO_BIG))?
             };
             if !e.path.is_empty() {
                 let p = &mut nodes[parent as usize - 1];
                 if p.kind != EntryKind::Dir {
                     return Err(bad(&e.path, "parent is not a directory"));
                 }
-                p.children.push((OsString::from(name), ino));
+                links.push((parent, name, ino));
                 if e.kind == EntryKind::Dir {
                     p.nlink += 1;
                 }
@@ -104,11 +163,21 @@ impl Inodes {
         if nodes.is_empty() {
             return Err(bad("", "empty view"));
         }
-        for n in &mut nodes {
-            n.children.sort_by(|a, b| a.0.cmp(&b.0));
-            n.children.shrink_to_fit();
+        drop(by_path);
+        let name_of = |n: Name| &names[n.off as usize..(n.off + n.len) as usize];
+        links.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| name_of(a.1).cmp(name_of(b.1))));
+        let mut dirents = Vec::with_capacity(links.len());
+        for run in links.chunk_by(|a, b| a.0 == b.0) {
+            let start = u32::try_from(dirents.len()).map_err(|_| bad("", TOO_BIG))?;
+            let len = u32::try_from(run.len()).map_err(|_| bad("", TOO_BIG))?;
+            nodes[run[0].0 as usize - 1].children = Span { start, len };
+            dirents.extend(run.iter().map(|&(_, name, ino)| Dirent { name, ino }));
         }
-        Ok(Inodes { nodes })
+        Ok(Inodes {
+            nodes,
+            names: names.into_boxed_slice(),
+            dirents: dirents.into_boxed_slice(),
+        })
     }
 
     pub fn get(&self, ino: INodeNo) -> Option<&Node> {
@@ -116,18 +185,38 @@ impl Inodes {
         self.nodes.get(i)
     }
 
+    fn name(&self, n: Name) -> &OsStr {
+        let bytes = self
+            .names
+            .get(n.off as usize..n.off as usize + n.len as usize)
+            .unwrap_or_default();
+        OsStr::from_bytes(bytes)
+    }
+
+    fn dirents(&self, n: &Node) -> &[Dirent] {
+        let (start, len) = (n.children.start as usize, n.children.len as usize);
+        self.dirents.get(start..start + len).unwrap_or_default()
+    }
+
+    /// A directory's entries, sorted by name: (inode, name).
+    pub fn children<'a>(&'a self, n: &'a Node) -> impl Iterator<Item = (u64, &'a OsStr)> + 'a {
+        self.dirents(n)
+            .iter()
+            .map(|d| (u64::from(d.ino), self.name(d.name)))
+    }
+
     pub fn lookup(&self, parent: INodeNo, name: &OsStr) -> Option<u64> {
         let p = self.get(parent)?;
         if name == ".." {
-            return Some(p.parent);
+            return Some(p.parent());
         }
         if name == "." {
             return Some(parent.0);
         }
-        p.children
-            .binary_search_by(|(n, _)| n.as_os_str().cmp(name))
+        let kids = self.dirents(p);
+        kids.binary_search_by(|d| self.name(d.name).cmp(name))
             .ok()
-            .map(|i| p.children[i].1)
+            .map(|i| u64::from(kids[i].ino))
     }
 
     /// The rootfs-relative path of an inode (the first name it was listed under).
@@ -141,8 +230,8 @@ impl Inodes {
             if cur == 1 {
                 break;
             }
-            parts.push(n.name.as_bytes());
-            cur = n.parent;
+            parts.push(self.name(n.name).as_bytes());
+            cur = n.parent();
         }
         parts.reverse();
         String::from_utf8_lossy(&parts.join(&b"/"[..])).into_owned()
@@ -179,41 +268,40 @@ impl Inodes {
     }
 }
 
-fn node_of(e: &Entry, parent: u64, name: &str) -> Node {
-    Node {
-        kind: e.kind,
-        mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
-        size: if e.kind == EntryKind::File { e.size } else { 0 },
-        mtime: e.mtime,
-        mtime_nsec: e.mtime_nsec,
-        rdev: encode_dev(e.dev_major, e.dev_minor),
-        nlink: if e.kind == EntryKind::Dir { 2 } else { 1 },
-        parent,
-        name: OsString::from(name),
-        symlink: match e.kind {
-            EntryKind::Symlink => Some(e.link.clone().unwrap_or_default().into_bytes().into()),
-            _ => None,
-        },
-        file_id: e.file_id,
+fn node_of(e: &Entry, parent: u32, name: Name) -> Node {
+    let symlink = match e.kind {
+        EntryKind::Symlink => Some(e.link.clone().unwrap_or_default().into_bytes().into()),
+        _ => None,
+    };
+    let extra = Extra {
+        symlink,
         sparse: e.sparse.clone().map(Vec::into_boxed_slice),
         xattrs: e
             .xattrs
             .iter()
             .map(|(k, v)| (OsString::from(k), v.clone().into_boxed_slice()))
             .collect(),
-        children: Vec::new(),
-    }
-    .with_size_for_symlink(e)
-}
-
-impl Node {
-    fn with_size_for_symlink(mut self, e: &Entry) -> Node {
-        if e.kind == EntryKind::Symlink {
-            self.size = e.link.as_ref().map_or(0, |l| l.len() as u64);
-        }
-        self
+    };
+    let rare = extra.symlink.is_some() || extra.sparse.is_some() || !extra.xattrs.is_empty();
+    Node {
+        kind: e.kind,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        size: match e.kind {
+            EntryKind::File => e.size,
+            EntryKind::Symlink => e.link.as_ref().map_or(0, |l| l.len() as u64),
+            _ => 0,
+        },
+        mtime: e.mtime,
+        mtime_nsec: e.mtime_nsec,
+        rdev: encode_dev(e.dev_major, e.dev_minor),
+        nlink: if e.kind == EntryKind::Dir { 2 } else { 1 },
+        parent,
+        name,
+        children: Span::default(),
+        file_id: e.file_id,
+        extra: rare.then(|| Box::new(extra)),
     }
 }
 
@@ -286,6 +374,62 @@ mod tests {
         assert_eq!(t.path(f), "a/f");
         assert_eq!(t.file_id_of("g"), Some([1; 32]));
         assert_eq!(t.lookup(INodeNo(1), OsStr::new("nope")), None);
+    }
+
+    #[test]
+    fn each_directory_lists_its_entries_sorted() {
+        let mut sym = entry("b/link", EntryKind::Symlink);
+        sym.link = Some("../a/x".into());
+        let mut x = entry("a/x", EntryKind::File);
+        x.xattrs = vec![("user.k".into(), b"v".to_vec())];
+        let t = Inodes::build(vec![
+            entry("", EntryKind::Dir),
+            entry("b", EntryKind::Dir),
+            entry("a", EntryKind::Dir),
+            entry("b/z", EntryKind::File),
+            entry("a/y", EntryKind::File),
+            sym,
+            x,
+        ])
+        .unwrap();
+        let names = |ino: u64| -> Vec<String> {
+            let n = t.get(INodeNo(ino)).unwrap();
+            t.children(n)
+                .map(|(i, name)| {
+                    assert_eq!(t.lookup(INodeNo(ino), name), Some(i));
+                    name.to_string_lossy().into_owned()
+                })
+                .collect()
+        };
+        assert_eq!(names(1), ["a", "b"]);
+        let a = t.lookup(INodeNo(1), OsStr::new("a")).unwrap();
+        let b = t.lookup(INodeNo(1), OsStr::new("b")).unwrap();
+        assert_eq!(names(a), ["x", "y"]);
+        assert_eq!(names(b), ["link", "z"]);
+        let x = t.lookup(INodeNo(a), OsStr::new("x")).unwrap();
+        let link = t.lookup(INodeNo(b), OsStr::new("link")).unwrap();
+        assert_eq!(t.path(x), "a/x");
+        assert_eq!(t.path(link), "b/link");
+        assert_eq!(t.lookup(INodeNo(x), OsStr::new("..")), Some(a));
+        let (x, link) = (t.get(INodeNo(x)).unwrap(), t.get(INodeNo(link)).unwrap());
+        assert_eq!(x.xattrs()[0].0, "user.k");
+        assert_eq!((link.symlink(), link.size), (Some(&b"../a/x"[..]), 6));
+        assert!(
+            t.get(INodeNo(a)).unwrap().extra.is_none(),
+            "plain paths box nothing"
+        );
+    }
+
+    #[test]
+    fn a_node_stays_small() {
+        // One per path of the image, for as long as the pod runs (was 184 bytes plus a name
+        // and a directory entry with a second copy of it).
+        assert!(
+            std::mem::size_of::<Node>() <= 112,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+        assert!(std::mem::size_of::<Dirent>() <= 12);
     }
 
     #[test]
