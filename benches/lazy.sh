@@ -308,8 +308,10 @@ cached() { awk '/^Cached:/ {print $2}' /proc/meminfo; }
 # KiB of the files under a directory that are in the page cache: the store's packs, objects and
 # index. Unlike the system-wide Cached, other work on the machine does not move it. -xdev: never
 # walk into a lazy mount (opening its files would materialise them).
-store_cached() {
-    find "$1" -xdev -type f -print0 | xargs -0 -r fincore --bytes --noheadings --output RES 2>/dev/null \
+store_cached() { # dir [find tests]
+    local dir=$1; shift
+    [ -d "$dir" ] || { echo 0; return; }
+    find "$dir" -xdev -type f "$@" -print0 | xargs -0 -r fincore --bytes --noheadings --output RES 2>/dev/null \
         | awk '{s+=$1} END {print int(s/1024)}'
 }
 sys_before=$(cached)
@@ -421,8 +423,12 @@ wait_done() { # n
 }
 psys_before=$(cached)
 pbefore=$(store_cached "$P")
+pbefore_db=$(store_cached "$P" -name 'store.db*')
+pbefore_obj=$(store_cached "$P/objects")
 start_pod; wait_done 1
 pfirst=$(store_cached "$P")
+PFIRST_DB_MB=$(python3 -c "print(f'{($(store_cached "$P" -name 'store.db*')-$pbefore_db)/1024:.1f}')")
+PFIRST_OBJ_MB=$(python3 -c "print(f'{($(store_cached "$P/objects")-$pbefore_obj)/1024:.1f}')")
 for i in $(seq 2 "$MOUNTS"); do start_pod; done
 wait_done "$MOUNTS"
 pafter=$(store_cached "$P")
@@ -522,9 +528,11 @@ $MOUNTS pods of that image started with \`rkt run --rootfs=lazy\` (one after the
 file, then the other $((MOUNTS - 1)) together), each reading the same $SHARED_MB MB file once, after
 a cache drop. The store's files (\`fincore\`, as above) grew in the page cache by
 **$PCACHE_MB MB** ($PRATIO × one copy; target ≤ 1.1×): **$PFIRST_MB MB** while the first pod
-started and read it (materialising the object; the pack pages it was read from are dropped with
-\`posix_fadvise(DONTNEED)\`), **$PREST_MB MB** for the other $((MOUNTS - 1)) pods together (their
-passthrough reads hit the one object). System-wide \`Cached\` grew by $PSYS_MB MB (the \`rkt\`
+started and read it — $PFIRST_OBJ_MB MB of objects (the file and busybox, materialised; the pack
+pages they were read from are dropped with \`posix_fadvise(DONTNEED)\`) and $PFIRST_DB_MB MB of the
+index (\`store.db\`: the image's entries, read to load the view),
+both shared by every later pod — and **$PREST_MB MB** for the other $((MOUNTS - 1)) pods together
+(their passthrough reads hit the one object). System-wide \`Cached\` grew by $PSYS_MB MB (the \`rkt\`
 binary, the pods' directories, and other work on the shared machine).
 Each pod's supervisor is one process (\`rkt run\`: pod lock, signal forwarding, metadata
 service and the FUSE server threads, which hold the image's view: $SHARED_FILES files and more): PSS
