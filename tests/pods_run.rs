@@ -525,3 +525,24 @@ fn apps_start_with_default_signal_dispositions_and_listings_survive_head() {
         "{err}"
     );
 }
+
+#[test]
+fn apps_start_with_umask_0022_whatever_the_callers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let _cleanup = PodsCleanup(dir.clone());
+    let aci = busybox_aci(tmp.path(), "umask", &sh_app("true"), |_| {});
+    for caller in ["077", "000"] {
+        let cmd = format!(
+            "umask {caller}; exec {RKT} --dir {} --insecure-options=image run {} --exec /bin/sh -- -c 'umask; : > /f; stat -c %a /f'",
+            dir.display(),
+            aci.display()
+        );
+        let o = std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", describe("run", &o));
+        assert_eq!(out(&o), "0022\n644\n", "{}", describe(caller, &o));
+    }
+}
