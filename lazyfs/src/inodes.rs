@@ -164,6 +164,8 @@ impl Inodes {
             return Err(bad("", "empty view"));
         }
         drop(by_path);
+        // Hard links took no node: give back the room reserved for them.
+        nodes.shrink_to_fit();
         let name_of = |n: Name| &names[n.off as usize..(n.off + n.len) as usize];
         links.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| name_of(a.1).cmp(name_of(b.1))));
         let mut dirents = Vec::with_capacity(links.len());
