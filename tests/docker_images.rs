@@ -171,6 +171,22 @@ fn tmp() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// The test images built in `dir` (then `extend`ed with more), and a registry started there
+/// holding the `pushed` ones: (layout tag, repository:tag).
+fn registry_with(
+    dir: &Path,
+    extend: impl FnOnce(&Path),
+    pushed: &[(&str, &str)],
+) -> (PathBuf, Registry) {
+    let oci = build_images(dir);
+    extend(&oci);
+    let reg = Registry::start(&dir.join("registry"));
+    for (tag, name) in pushed {
+        reg.push(&oci, tag, name);
+    }
+    (oci, reg)
+}
+
 fn fetch_docker(store: &Path, url: &str) -> (String, String) {
     let o = rkt(
         store,
@@ -252,10 +268,11 @@ fn assert_app_tree(rootfs: &Path) {
 #[test]
 fn registry_pull_converts_applies_whiteouts_and_shares_layers() {
     let t = tmp();
-    let oci = build_images(t.path());
-    let reg = Registry::start(&t.path().join("registry"));
-    reg.push(&oci, "app", "test/app:v1");
-    reg.push(&oci, "app2", "test/app2:latest");
+    let (oci, reg) = registry_with(
+        t.path(),
+        |_| {},
+        &[("app", "test/app:v1"), ("app2", "test/app2:latest")],
+    );
     let store = t.path().join("store");
 
     // Docker images are unsigned: refused without --insecure-options=image.
@@ -367,9 +384,7 @@ fn registry_pull_converts_applies_whiteouts_and_shares_layers() {
 #[test]
 fn docker2aci_writes_the_image_rkt_fetch_stores() {
     let t = tmp();
-    let oci = build_images(t.path());
-    let reg = Registry::start(&t.path().join("registry"));
-    reg.push(&oci, "app", "test/app:v1");
+    let (oci, reg) = registry_with(t.path(), |_| {}, &[("app", "test/app:v1")]);
     let out = t.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let o = Command::new(DOCKER2ACI)
@@ -522,9 +537,7 @@ fn hostile_docker_inputs_store_nothing() {
     assert!(!Path::new("/etc/.wh.x").exists());
 
     // A registry blob whose bytes do not match its digest: refused, nothing stored.
-    let oci = build_images(t.path());
-    let reg = Registry::start(&t.path().join("registry"));
-    reg.push(&oci, "app", "test/app:v1");
+    let (oci, reg) = registry_with(t.path(), |_| {}, &[("app", "test/app:v1")]);
     let top = layer_digests(&oci, "app")[1].clone();
     let blob = reg.blob_path(&top);
     let mut data = std::fs::read(&blob).unwrap();
@@ -555,9 +568,7 @@ fn hostile_docker_inputs_store_nothing() {
 #[test]
 fn rkt_run_pulls_and_runs_docker_images() {
     let t = tmp();
-    let oci = build_images(t.path());
-    let reg = Registry::start(&t.path().join("registry"));
-    reg.push(&oci, "app", "test/app:v1");
+    let (_, reg) = registry_with(t.path(), |_| {}, &[("app", "test/app:v1")]);
     let store = t.path().join("store");
 
     // rkt run pulls what it lacks and runs the image's Entrypoint + Cmd as its User.
@@ -627,10 +638,11 @@ umoci raw add-layer --image "$OCI:app3" "$W/l4.tar"
 #[test]
 fn docker2aci_nosquash_renders_exactly_the_squashed_image() {
     let t = tmp();
-    let oci = build_images(t.path());
-    add_app3(t.path(), &oci);
-    let reg = Registry::start(&t.path().join("registry"));
-    reg.push(&oci, "app3", "test/app3:v1");
+    let (oci, reg) = registry_with(
+        t.path(),
+        |oci| add_app3(t.path(), oci),
+        &[("app3", "test/app3:v1")],
+    );
     let out = t.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let o = Command::new(DOCKER2ACI)
@@ -765,9 +777,7 @@ json.dump(idx, open(oci + "/index.json", "w"))
 #[test]
 fn platform_selects_the_image_of_a_manifest_list() {
     let t = tmp();
-    let oci = build_images(t.path());
-    add_multi(&oci);
-    let reg = Registry::start(&t.path().join("registry"));
+    let (oci, reg) = registry_with(t.path(), add_multi, &[]);
     run(Command::new("skopeo").args([
         "copy",
         "--quiet",
@@ -906,10 +916,11 @@ fn assert_sparse_files(dir: &Path, root: &Path, what: &str) {
 #[test]
 fn sparse_files_in_layers_pull_run_export_and_convert() {
     let t = tmp();
-    let oci = build_images(t.path());
-    add_sparse(t.path(), &oci);
-    let reg = Registry::start(&t.path().join("registry"));
-    reg.push(&oci, "sparse", "test/sparse:v1");
+    let (oci, reg) = registry_with(
+        t.path(),
+        |oci| add_sparse(t.path(), oci),
+        &[("sparse", "test/sparse:v1")],
+    );
     let store = t.path().join("store");
     let (id, _) = fetch_docker(&store, &reg.url("test/sparse:v1"));
 
