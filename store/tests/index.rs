@@ -39,6 +39,13 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// An empty store in a directory of its own.
+fn new_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
 fn packs_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir.join("packs"))
         .unwrap()
@@ -56,8 +63,7 @@ fn index_answers_per_path_without_packs() {
         &[("bin/tool", &big), ("etc/conf", b"x=1\n")],
     );
     std::os::unix::fs::symlink("tool", src.path().join("rootfs/bin/alias")).unwrap();
-    let store_dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(store_dir.path()).unwrap();
+    let (store_dir, mut store) = new_store();
     let id = store.import(&tar(src.path())[..], "idx").unwrap().id;
     // Hide every pack: metadata must still be answered.
     std::fs::rename(
@@ -118,8 +124,7 @@ fn related_images_share_chunks_and_dependencies_render() {
             ("lib/copy.so", &shared),
         ],
     );
-    let store_dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(store_dir.path()).unwrap();
+    let (store_dir, mut store) = new_store();
     let app_tar = tar(app_src.path());
     let app = store.import(&app_tar[..], "app").unwrap();
     let before = packs_size(store_dir.path());
@@ -182,8 +187,7 @@ fn gc_reclaims_and_compacts_without_touching_live_images() {
         &m("b"),
         &[("shared", &shared), ("only-b", b"b")],
     );
-    let store_dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(store_dir.path()).unwrap();
+    let (store_dir, mut store) = new_store();
     let a = store.import(&tar(a_src.path())[..], "a").unwrap();
     let b_tar = tar(b_src.path());
     let b = store.import(&b_tar[..], "b").unwrap();
@@ -231,8 +235,7 @@ fn rendered_trees_are_shared_and_collected() {
         r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/tree"}"#,
         &[("etc/hello", b"hello\n")],
     );
-    let store_dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(store_dir.path()).unwrap();
+    let (_store_dir, mut store) = new_store();
     let id = store.import(&tar(src.path())[..], "tree").unwrap().id;
     let first = store.rendered_tree(&id).unwrap();
     assert_eq!(
@@ -283,8 +286,7 @@ fn hard_links_take_their_targets_content() {
     for name in ["bin/alias1", "bin/alias2", "etc/alias3"] {
         std::fs::hard_link(rootfs.join("bin/tool"), rootfs.join(name)).unwrap();
     }
-    let store_dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(store_dir.path()).unwrap();
+    let (_store_dir, mut store) = new_store();
     let archive = tar(src.path());
     let id = store.import(&archive[..], "links").unwrap().id;
     let tool = store.entry(&id, "bin/tool").unwrap().unwrap();
