@@ -484,6 +484,10 @@ fn become_app(
     console: Option<crate::console::ConsoleFds>,
 ) -> RunnerError {
     let r = (|| -> Result<()> {
+        // The umask every app starts with, whatever `rkt run`'s caller had (rkt's systemd
+        // units and runc give 0022 too): an app's files must not depend on the shell it was
+        // started from. Before the seccomp filter, which may not allow umask(2).
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         if let Some(console) = console {
             crate::console::attach(console, id.uid, id.gid)?;
         }
@@ -501,10 +505,6 @@ fn become_app(
             .ctx(|| format!("working directory {} (it must exist in the image)", id.cwd))?;
         signals::unblock_all();
         signals::default_dispositions();
-        // The umask every app starts with, whatever `rkt run`'s caller had (rkt's systemd
-        // units and runc give 0022 too): an app's files must not depend on the shell it was
-        // started from.
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
         nix::unistd::execve(prog, argv, &id.env).ctx(|| "execve".into())?;
         Ok(())
     })();
