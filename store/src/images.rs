@@ -221,9 +221,11 @@ impl Store {
     pub(crate) fn recipe(&self, id: &str) -> Result<Recipe> {
         let blob: Vec<u8> = self
             .conn
-            .query_row("SELECT recipe FROM images WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT recipe FROM image_recipes WHERE image_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.db.err())?
             .ok_or_else(|| StoreError::ImageNotFound(id.into()))?;
@@ -406,6 +408,8 @@ fn remove_in_tx(
     {
         return Err(StoreError::ImageNotFound(id.into()));
     }
+    tx.execute("DELETE FROM image_recipes WHERE image_id = ?1", [id])
+        .map_err(&e)?;
     tx.execute("DELETE FROM image_labels WHERE image_id = ?1", [id])
         .map_err(&e)?;
     tx.execute("DELETE FROM entries WHERE image_id = ?1", [id])

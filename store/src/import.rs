@@ -689,8 +689,8 @@ fn commit_image(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()>
     let e = db.err();
     let now = crate::images::now_nanos();
     tx.execute(
-        "INSERT INTO images(id, name, version, manifest, size, import_time, last_used, latest, recipe)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7)",
+        "INSERT INTO images(id, name, version, manifest, size, import_time, last_used, latest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
         params![
             p.id,
             p.manifest.name.as_str(),
@@ -698,8 +698,12 @@ fn commit_image(tx: &Transaction<'_>, db: &db::DbPath, p: &Parsed) -> Result<()>
             p.manifest_bytes,
             p.tar_bytes as i64,
             now,
-            p.recipe
         ],
+    )
+    .map_err(&e)?;
+    tx.execute(
+        "INSERT INTO image_recipes(image_id, recipe) VALUES (?1, ?2)",
+        params![p.id, p.recipe],
     )
     .map_err(&e)?;
     let mut label = tx

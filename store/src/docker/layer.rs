@@ -329,7 +329,7 @@ impl Store {
         let blob: Vec<u8> = self
             .conn
             .query_row(
-                "SELECT entries FROM layers WHERE digest = ?1",
+                "SELECT entries FROM layer_blobs WHERE digest = ?1",
                 [digest],
                 |r| r.get(0),
             )
@@ -349,7 +349,8 @@ impl Store {
         let (diff_id, recipe): (String, Vec<u8>) = self
             .conn
             .query_row(
-                "SELECT diff_id, recipe FROM layers WHERE digest = ?1",
+                "SELECT l.diff_id, b.recipe FROM layers l JOIN layer_blobs b ON b.digest = l.digest
+                 WHERE l.digest = ?1",
                 [digest],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -390,8 +391,8 @@ impl Store {
             let mut st = self
                 .conn
                 .prepare(
-                    "SELECT digest, recipe FROM layers
-                     WHERE digest NOT IN (SELECT digest FROM image_layers)",
+                    "SELECT l.digest, b.recipe FROM layers l JOIN layer_blobs b ON b.digest = l.digest
+                     WHERE l.digest NOT IN (SELECT digest FROM image_layers)",
                 )
                 .map_err(self.db.err())?;
             let rows = st
@@ -411,7 +412,7 @@ impl Store {
         let recipe: Option<Vec<u8>> = self
             .conn
             .query_row(
-                "SELECT recipe FROM layers WHERE digest = ?1",
+                "SELECT recipe FROM layer_blobs WHERE digest = ?1",
                 [digest],
                 |r| r.get(0),
             )
@@ -441,6 +442,8 @@ impl Store {
             let deleted = tx
                 .execute("DELETE FROM layers WHERE digest = ?1", [digest])
                 .map_err(db.err())?;
+            tx.execute("DELETE FROM layer_blobs WHERE digest = ?1", [digest])
+                .map_err(db.err())?;
             if deleted == 0 {
                 return Ok(());
             }
@@ -467,17 +470,20 @@ struct LayerRow<'a> {
 
 fn insert_layer(tx: &Transaction<'_>, db: &db::DbPath, row: &LayerRow<'_>) -> Result<()> {
     tx.execute(
-        "INSERT INTO layers(digest, diff_id, size, tar_size, recipe, entries, import_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO layers(digest, diff_id, size, tar_size, import_time)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             row.digest,
             row.diff_id,
             row.size as i64,
             row.tar_size as i64,
-            row.recipe,
-            row.entries,
             crate::images::now_nanos()
         ],
+    )
+    .map_err(db.err())?;
+    tx.execute(
+        "INSERT INTO layer_blobs(digest, recipe, entries) VALUES (?1, ?2, ?3)",
+        params![row.digest, row.recipe, row.entries],
     )
     .map_err(db.err())?;
     Ok(())
