@@ -97,7 +97,9 @@ impl ObjectHandle {
         self.len == 0
     }
 
-    /// Whether this open materialised the object (rather than finding it).
+    /// Whether this open materialised the object and handed it out before it was durable
+    /// (rather than finding it). On a machine without a boot id, where an object is published
+    /// before it is handed out, the open that wrote it finds it too.
     pub fn was_written(&self) -> bool {
         self.written
     }
