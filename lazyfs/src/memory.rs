@@ -4,9 +4,10 @@
 
 /// fuser reads requests into a 16 MiB `vec![0; …]`, one per session. glibc serves that from
 /// fresh mmap pages, which stay untouched (no memory), only while its mmap threshold is below
-/// the size; but the threshold rises to the size of every large block the process frees (up
-/// to 32 MiB: materialising a big file, loading a big image's view), and calloc then clears
-/// 16 MiB of heap: 16 MiB of RSS for the pod's whole life. A threshold set once does not move.
+/// the size; but the threshold rises to the size of every large mmapped block the process
+/// frees (up to 32 MiB), and fuser frees a handshake buffer of that very size just before.
+/// Whenever the free came first (about half the starts), the buffer came from a heap, which
+/// calloc clears: 16 MiB of RSS for the pod's whole life. A threshold set once does not move.
 pub(crate) fn fix_mmap_threshold() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes a tunable of glibc's allocator, under its own lock; any
