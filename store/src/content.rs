@@ -102,11 +102,6 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    /// One chunk's bytes, checked against its BLAKE3 id.
-    fn chunk(&self, c: &ChunkLoc) -> Result<Vec<u8>> {
-        read_chunk(self.packs, &mut self.unzstd.borrow_mut(), c)
-    }
-
     /// Write a file's whole content, checking every chunk and the file's own hash.
     pub(crate) fn write_file(
         &self,
@@ -138,16 +133,13 @@ impl<'a> Reader<'a> {
         if total >= PIPELINE_MIN_BYTES {
             self.pipelined(&chunks, &mut sink)?;
         } else {
-            let mut dropper = self
-                .drop_pack_pages
-                .then(|| PackPageDropper::new(self.packs));
-            for c in &chunks {
-                let data = self.chunk(c)?;
-                if let Some(d) = &mut dropper {
-                    d.used(&c.pack, c.offset, c.clen as u64);
-                }
-                sink.take(&data)?;
-            }
+            read_chunks(
+                self.packs,
+                &mut self.unzstd.borrow_mut(),
+                self.drop_pack_pages,
+                &chunks,
+                |data| sink.take(&data?),
+            )?;
         }
         let n = sink.n;
         let hash_ok = sink.hasher.is_none_or(|h| h.finalize().as_bytes() == file);
@@ -171,19 +163,15 @@ impl Reader<'_> {
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>>>(PIPELINE_DEPTH);
             scope.spawn(move || {
-                let mut unzstd = None;
-                let mut dropper = drop_pages.then(|| PackPageDropper::new(packs));
-                for c in chunks {
-                    let data = read_chunk(packs, &mut unzstd, c);
-                    if let (Ok(_), Some(d)) = (&data, &mut dropper) {
-                        d.used(&c.pack, c.offset, c.clen as u64);
-                    }
+                read_chunks(packs, &mut None, drop_pages, chunks, |data| {
                     let failed = data.is_err();
                     // A closed channel: the writer failed and stopped listening.
                     if tx.send(data).is_err() || failed {
-                        return;
+                        Err(())
+                    } else {
+                        Ok(())
                     }
-                }
+                })
             });
             // Returning drops `rx`, which ends the reader at its next chunk.
             rx.iter().try_for_each(|data| sink.take(&data?))
@@ -213,6 +201,26 @@ impl Sink<'_> {
             .write_all(data)
             .ctx(|| "writing file content".to_string())
     }
+}
+
+/// Hand each of `chunks`, read and checked ([`read_chunk`]), to `deliver` in order, dropping
+/// the pack pages read if `drop_pages`; stops at `deliver`'s first error.
+fn read_chunks<E>(
+    packs: &PackReader,
+    unzstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+    drop_pages: bool,
+    chunks: &[ChunkLoc],
+    mut deliver: impl FnMut(Result<Vec<u8>>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut dropper = drop_pages.then(|| PackPageDropper::new(packs));
+    for c in chunks {
+        let data = read_chunk(packs, unzstd, c);
+        if let (Ok(_), Some(d)) = (&data, &mut dropper) {
+            d.used(&c.pack, c.offset, c.clen as u64);
+        }
+        deliver(data)?;
+    }
+    Ok(())
 }
 
 /// One chunk's bytes from its pack, decompressed with `unzstd` (made on first use) and
