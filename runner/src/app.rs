@@ -476,6 +476,18 @@ fn spawn(
     }
 }
 
+/// What an app's process, and a command `rkt enter` runs beside it, give up before exec: the
+/// descriptors rkt inherited, the capabilities outside `keep`, and the calls `filter` denies —
+/// the filter last, since a retain set may deny close_range.
+pub(crate) fn confine(
+    keep: &caps::CapsHashSet,
+    filter: Option<&crate::seccomp::BpfProgram>,
+) -> Result<()> {
+    crate::fds::cloexec_above_stdio()?;
+    crate::caps::confine(keep)?;
+    filter.map_or(Ok(()), crate::seccomp::install)
+}
+
 /// In the forked child: drop to the app's credentials, enter its working dir, exec.
 fn become_app(
     id: &Identity,
@@ -487,16 +499,11 @@ fn become_app(
         // The umask every app starts with, whatever `rkt run`'s caller had (rkt's systemd
         // units and runc give 0022 too): an app's files must not depend on the shell it was
         // started from. Before the seccomp filter, which may not allow umask(2).
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
         if let Some(console) = console {
             crate::console::attach(console, id.uid, id.gid)?;
         }
-        // Before the seccomp filter, which a retain set may keep from close_range.
-        crate::fds::cloexec_above_stdio()?;
-        crate::caps::confine(&id.caps)?;
-        if let Some(prog) = &id.seccomp {
-            crate::seccomp::install(prog)?;
-        }
+        confine(&id.caps, id.seccomp.as_ref())?;
         nix::unistd::setgroups(&id.groups).ctx(|| "setgroups".into())?;
         nix::unistd::setgid(id.gid).ctx(|| format!("setgid {}", id.gid))?;
         nix::unistd::setuid(id.uid).ctx(|| format!("setuid {}", id.uid))?;

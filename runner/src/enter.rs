@@ -79,9 +79,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32> {
         None => {
             let _ = nix::unistd::chdir("/");
             let confined = crate::cgroups::join(&cgroups)
-                .and_then(|()| crate::fds::cloexec_above_stdio())
-                .and_then(|()| crate::caps::confine(&keep))
-                .and_then(|()| filter.as_ref().map_or(Ok(()), crate::seccomp::install));
+                .and_then(|()| crate::app::confine(&keep, filter.as_ref()));
             if let Err(e) = confined {
                 eprintln!("rkt: enter: {e}");
                 signals::exit_now(254)
