@@ -56,9 +56,7 @@ fn ace_validator_passes() {
         Path::new(APPC_SRC).is_dir(),
         "{APPC_SRC} missing: install golang-github-appc-spec-dev"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let bin = tmp.path().join("ace-validator");
     build_validator(&bin);
     let main = validator_aci(tmp.path(), &bin, "main");

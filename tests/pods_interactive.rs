@@ -73,9 +73,7 @@ exit "$code"
 
 #[test]
 fn interactive_app_reads_the_terminal_and_its_status_is_returned() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = image(tmp.path(), SCRIPT);
     let o = on_terminal(
         &dir,
@@ -103,9 +101,7 @@ fn interactive_app_reads_the_terminal_and_its_status_is_returned() {
 
 #[test]
 fn interactive_app_reads_a_pipe_and_others_read_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = image(tmp.path(), SCRIPT);
     let run = |interactive: bool| {
         let mut cmd = Command::new(RKT);
@@ -143,9 +139,7 @@ fn interactive_app_reads_a_pipe_and_others_read_nothing() {
 
 #[test]
 fn control_c_on_the_terminal_stops_the_pod() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let started = tmp.path().join("started");
     let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
     let app = serde_json::json!({"exec": ["/bin/sh", "-c", "touch /out/started; sleep 60; echo not-interrupted"],
@@ -167,9 +161,7 @@ fn control_c_on_the_terminal_stops_the_pod() {
 
 #[test]
 fn an_interactive_shell_has_job_control() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let sleeping = tmp.path().join("sleeping");
     let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
     let app = serde_json::json!({"exec": ["/bin/sh", "-i"], "user": "0", "group": "0",
@@ -210,9 +202,7 @@ fn rkt_below(script_pid: u32) -> Option<u32> {
 
 #[test]
 fn window_size_changes_reach_the_app() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let ready = tmp.path().join("ready");
     let vol = format!("--volume=out,kind=host,source={}", tmp.path().display());
     // The app waits (up to 30 s) until its terminal is 44x55.
@@ -262,9 +252,7 @@ fn window_size_changes_reach_the_app() {
 
 #[test]
 fn without_interactive_the_pod_does_not_share_the_terminals_session() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     // Fields 6 and 7 of /proc/self/stat: session (as the pod's PID namespace sees it) and
     // controlling terminal. Sharing rkt run's session, the app would have the host's terminal
     // as its controlling terminal (and could push input into it with TIOCSTI).

@@ -40,9 +40,7 @@ fn status_caps(status: &str) -> (u64, u64, u64) {
 
 #[test]
 fn apps_run_with_rkts_default_capabilities() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "caps", &sh_app("true"), |_| {});
     let want = mask(&DEFAULT_CAPS);
     let (bnd, eff, prm) = pod_caps(&dir, &aci, &[], &[]);
@@ -79,9 +77,7 @@ fn apps_run_with_rkts_default_capabilities() {
 
 #[test]
 fn retain_and_remove_sets_from_the_command_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "capsflags", &sh_app("true"), |_| {});
     // CAP_NET_ADMIN is 12, CAP_CHOWN 0.
     let (bnd, eff, _) = pod_caps(&dir, &aci, &[], &["--caps-retain=CAP_NET_ADMIN,chown"]);
@@ -123,9 +119,7 @@ fn retain_and_remove_sets_from_the_command_line() {
 
 #[test]
 fn image_isolators_apply_and_the_command_line_replaces_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let app = serde_json::json!({
         "exec": ["/bin/true"], "user": "0", "group": "0",
         "isolators": [{"name": "os/linux/capabilities-retain-set",
@@ -199,9 +193,7 @@ fn sleeping_pod(dir: &Path, aci: &Path, uuid_file: &Path, flags: &[&str]) -> (Su
 
 #[test]
 fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "limits", &sh_app("true"), |_| {});
     let (mut sup, uuid) = sleeping_pod(
         &dir,
@@ -295,9 +287,7 @@ fn memory_and_cpu_limits_are_cgroups_that_go_with_the_pod() {
 
 #[test]
 fn cpu_shares_oom_score_and_no_new_privileges() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let app = serde_json::json!({
         "exec": ["/bin/true"], "user": "0", "group": "0",
         "isolators": [{"name": "os/linux/no-new-privileges", "value": true}],
@@ -340,9 +330,7 @@ fn cpu_shares_oom_score_and_no_new_privileges() {
 
 #[test]
 fn seccomp_default_remove_and_retain_sets() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     // busybox echo needs these (strace), plus what rkt adds to every retain set.
     let echo_calls = [
         "arch_prctl",
@@ -472,9 +460,7 @@ fn script_output(
 
 #[test]
 fn proc_is_protected_unless_paths_are_insecure() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "procpaths", &sh_app("true"), |_| {});
     // Writes a sysctl's own value back (a no-op where it succeeds).
     let script = "v=$(cat /proc/sys/kernel/printk_ratelimit); \
@@ -496,9 +482,7 @@ fn proc_is_protected_unless_paths_are_insecure() {
 
 #[test]
 fn init_gives_the_app_no_way_back_to_the_host() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "noescape", &sh_app("true"), |_| {});
     // A single-app pod: the app sets its root up in init's mount namespace, and init keeps a
     // descriptor of the pod's apps/ directory on the host. A root app with rkt's default
@@ -520,9 +504,7 @@ fn init_gives_the_app_no_way_back_to_the_host() {
 #[test]
 fn descriptors_rkt_inherits_do_not_reach_the_app() {
     use std::os::fd::AsRawFd;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "fds", &sh_app("true"), |_| {});
     // An inheritable descriptor of a host directory in rkt's caller (above any the shell uses):
     // in the pod it would be a way out of the app's root.

@@ -70,9 +70,7 @@ fn objects_with(dir: &Path, content: &[u8]) -> Vec<(PathBuf, u64)> {
 
 #[test]
 fn lazy_pod_reads_the_image_and_writes_to_its_upper_dir() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(
         tmp.path(),
         "cat /data/blob > /out/copy && grep -c 'lowerdir=[^,]*/apps/lazy/lazy,' /proc/self/mountinfo > /out/lazy; \
@@ -152,9 +150,7 @@ fn corrupt_blob_in_its_pack(dir: &Path) {
 
 #[test]
 fn a_corrupt_chunk_is_an_io_error_in_the_pod_and_a_log_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(
         tmp.path(),
         "cat /data/blob > /dev/null 2> /out/err; echo $? > /out/rc; cat /etc/passwd > /out/passwd",
@@ -194,9 +190,7 @@ fn a_corrupt_chunk_is_an_io_error_in_the_pod_and_a_log_line() {
 
 #[test]
 fn two_pods_of_one_image_share_the_materialised_object() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(tmp.path(), "cat /data/blob > /out/copy");
     let (o1, uuid1) = run_lazy(&dir, tmp.path(), &aci, "a");
     assert!(o1.status.success(), "{}", describe("first pod", &o1));
@@ -214,9 +208,7 @@ fn two_pods_of_one_image_share_the_materialised_object() {
 
 #[test]
 fn gc_after_kill_9_of_the_supervisor_leaves_no_mount() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(
         tmp.path(),
         "cat /data/blob > /dev/null; touch /out/main; while true; do sleep 0.05; done",
@@ -273,9 +265,7 @@ fn gc_after_kill_9_of_the_supervisor_leaves_no_mount() {
 
 #[test]
 fn rendered_pods_still_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(tmp.path(), "cat /data/blob > /out/copy");
     let o = rkt_pod(
         &dir,
@@ -305,9 +295,7 @@ fn rendered_pods_still_run() {
 
 #[test]
 fn rootfs_flag_is_checked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(tmp.path(), "true");
     let a = aci.to_str().unwrap();
     let e = rkt_fails(
@@ -370,9 +358,7 @@ fn rootfs_flag_is_checked() {
 /// user and supplementary groups exercises exactly that path; the test fails on a hang.
 #[test]
 fn a_lazy_pod_app_with_its_own_user_starts_without_hanging() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let app = serde_json::json!({
         "exec": ["/bin/sh", "-c", "test \"$(id -u):$(id -g)\" = 1000:1000 && cat /data/blob > /dev/null"],
         "user": "1000", "group": "1000", "supplementaryGIDs": [2000, 2001]
@@ -404,9 +390,7 @@ fn a_lazy_pod_app_with_its_own_user_starts_without_hanging() {
 
 #[test]
 fn debug_shows_how_long_each_start_phase_took() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = lazy_image(tmp.path(), "cat /data/blob > /dev/null");
     let o = rkt_pod(
         &dir,

@@ -45,9 +45,7 @@ fn start_pod(dir: &Path, aci: &Path, uuid_file: &Path, extra: &[&str]) -> (Child
 
 #[test]
 fn sigterm_stops_the_pod_and_runs_post_stop() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = handlers_image(tmp.path());
     let (child, uuid) = start_pod(&dir, &aci, &tmp.path().join("uuid"), &[]);
     let mut sup = Supervisor(Some(child));
@@ -89,9 +87,7 @@ fn sigterm_stops_the_pod_and_runs_post_stop() {
 
 #[test]
 fn an_app_ignoring_sigterm_is_killed_after_the_grace_period() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let app = serde_json::json!({
         "exec": ["/bin/sh", "-c", "trap '' TERM; echo x > /out/main; while true; do sleep 0.05; done"],
         "user": "0", "group": "0",
@@ -114,9 +110,7 @@ fn an_app_ignoring_sigterm_is_killed_after_the_grace_period() {
 
 #[test]
 fn stop_enter_list_cat_manifest_rm() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = handlers_image(tmp.path());
     let (child, uuid) = start_pod(&dir, &aci, &tmp.path().join("uuid"), &["--hostname=inside"]);
     let mut sup = Supervisor(Some(child));
@@ -205,9 +199,7 @@ fn stop_enter_list_cat_manifest_rm() {
 
 #[test]
 fn prepare_then_run_prepared() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(
         tmp.path(),
         "prep",
@@ -251,9 +243,7 @@ fn prepare_then_run_prepared() {
 
 #[test]
 fn gc_after_kill_9_leaves_no_mount_and_no_pod() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = handlers_image(tmp.path());
     let (child, uuid) = start_pod(&dir, &aci, &tmp.path().join("uuid"), &[]);
     let mut sup = Supervisor(Some(child));
@@ -290,9 +280,7 @@ fn gc_after_kill_9_leaves_no_mount_and_no_pod() {
 
 #[test]
 fn gc_marks_then_sweeps_after_the_grace_period() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "short", &sh_app("true"), |_| {});
     let save = tmp.path().join("uuid");
     let o = rkt_pod(
@@ -328,9 +316,7 @@ fn gc_marks_then_sweeps_after_the_grace_period() {
 
 #[test]
 fn image_gc_keeps_images_of_pods() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let used = busybox_aci(tmp.path(), "used", &sh_app("echo still runs"), |_| {});
     let unused = busybox_aci(tmp.path(), "unused", &sh_app("true"), |r| {
         write(&r.join("x"), b"x")
@@ -370,9 +356,7 @@ fn image_gc_keeps_images_of_pods() {
 #[test]
 fn sigterm_to_every_process_at_once_like_systemd() {
     use std::os::unix::process::CommandExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = handlers_image(tmp.path());
     let uuid_file = tmp.path().join("uuid");
     let child = std::process::Command::new(RKT)

@@ -29,9 +29,7 @@ fn run_sh(
 
 #[test]
 fn exit_status_is_the_apps_and_is_recorded() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(
         tmp.path(),
         "exit",
@@ -74,9 +72,7 @@ fn exit_status_is_the_apps_and_is_recorded() {
 
 #[test]
 fn environment_precedence() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let app = serde_json::json!({
         "exec": ["/bin/sh", "-c", "env"], "user": "0", "group": "0",
         "environment": [
@@ -197,9 +193,7 @@ fn environment_precedence() {
 
 #[test]
 fn users_and_groups() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "users", &sh_app("id"), |r| {
         write(&r.join("owned"), b"");
         std::os::unix::fs::chown(r.join("owned"), Some(4242), Some(4343)).unwrap();
@@ -245,9 +239,7 @@ fn users_and_groups() {
 
 #[test]
 fn execution_environment() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "ace", &sh_app("true"), |_| {});
     let script = "echo pid=$$; hostname; \
         for d in null zero full random urandom tty console ptmx; do test -e /dev/$d || echo missing /dev/$d; done; \
@@ -321,9 +313,7 @@ fn execution_environment() {
 
 #[test]
 fn no_overlay_copies_the_rootfs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "copy", &sh_app("true"), |r| {
         write(&r.join("etc/hello"), b"hi\n")
     });
@@ -362,9 +352,7 @@ fn no_overlay_copies_the_rootfs() {
 
 #[test]
 fn several_apps_make_one_pod() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let first = busybox_aci(
         tmp.path(),
         "first",
@@ -471,9 +459,7 @@ fn refuses_bad_command_lines() {
 
 #[test]
 fn apps_start_with_default_signal_dispositions_and_listings_survive_head() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "sigpipe", &sh_app("true"), |_| {});
     // rkt itself ignores SIGPIPE (Rust's runtime does); its apps must not inherit that.
     let o = run_sh(
@@ -528,9 +514,7 @@ fn apps_start_with_default_signal_dispositions_and_listings_survive_head() {
 
 #[test]
 fn apps_start_with_umask_0022_whatever_the_callers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let aci = busybox_aci(tmp.path(), "umask", &sh_app("true"), |_| {});
     for caller in ["077", "000"] {
         let cmd = format!(

@@ -25,9 +25,7 @@ fn run(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn host_volumes_read_write_and_read_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let host = tmp.path().join("host");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("from-host"), "host data\n").unwrap();
@@ -111,9 +109,7 @@ fn host_volumes_read_write_and_read_only() {
 
 #[test]
 fn empty_volumes_and_mount_points_without_volumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let app = serde_json::json!({
         "exec": ["/bin/sh", "-c", "stat -c '%a %u %g' /scratch; ls -A /scratch | wc -l"],
         "user": "0", "group": "0",
@@ -140,9 +136,7 @@ fn empty_volumes_and_mount_points_without_volumes() {
 
 #[test]
 fn apps_of_a_pod_share_empty_volumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let writer = serde_json::json!({
         "exec": ["/bin/sh", "-c", "echo from-writer > /shared/msg"], "user": "0", "group": "0",
         "mountPoints": [{"name": "shared", "path": "/shared"}]
@@ -168,9 +162,7 @@ fn apps_of_a_pod_share_empty_volumes() {
 
 #[test]
 fn symlinks_in_the_image_cannot_redirect_mounts_to_the_host() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("rkt");
-    let _cleanup = PodsCleanup(dir.clone());
+    let (tmp, dir, _cleanup) = pod_scratch();
     let victim = tmp.path().join("victim");
     std::fs::create_dir_all(&victim).unwrap();
     std::fs::write(victim.join("precious"), "host file\n").unwrap();

@@ -977,6 +977,16 @@ pub fn rkt_pod(dir: &Path, args: &[&str]) -> Output {
     rkt(dir, &all)
 }
 
+/// A test's scratch directory, the `--dir` for its pods inside it, and their cleanup. Bind all
+/// three (`let (tmp, dir, _cleanup) = pod_scratch();`): the cleanup's gc then runs before the
+/// directory is removed.
+pub fn pod_scratch() -> (tempfile::TempDir, PathBuf, PodsCleanup) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rkt");
+    let cleanup = PodsCleanup(dir.clone());
+    (tmp, dir, cleanup)
+}
+
 /// Runs `rkt gc` with no grace on drop, so pods of a failed test leave nothing behind.
 pub struct PodsCleanup(pub PathBuf);
 
